@@ -1,0 +1,217 @@
+/* gst-grokimagine
+ * Copyright (C) 2026 gst-grokimagine authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "grokimagine-fetch.h"
+#include "grokimagine-client.h"
+
+struct _GrokImagineFetch
+{
+  SoupSession *session;
+  gchar *url;
+  SoupMessage *msg;
+  GInputStream *stream;
+  guint64 position;
+  guint64 size;                 /* G_MAXUINT64 while unknown */
+  gchar *content_type;
+};
+
+GrokImagineFetch *
+grok_imagine_fetch_new (SoupSession * session, const gchar * url)
+{
+  GrokImagineFetch *fetch = g_new0 (GrokImagineFetch, 1);
+
+  fetch->session = g_object_ref (session);
+  fetch->url = g_strdup (url);
+  fetch->size = G_MAXUINT64;
+  return fetch;
+}
+
+void
+grok_imagine_fetch_close (GrokImagineFetch * fetch)
+{
+  if (fetch->stream)
+    g_input_stream_close (fetch->stream, NULL, NULL);
+  g_clear_object (&fetch->stream);
+  g_clear_object (&fetch->msg);
+}
+
+void
+grok_imagine_fetch_free (GrokImagineFetch * fetch)
+{
+  if (fetch == NULL)
+    return;
+  grok_imagine_fetch_close (fetch);
+  g_object_unref (fetch->session);
+  g_free (fetch->url);
+  g_free (fetch->content_type);
+  g_free (fetch);
+}
+
+gboolean
+grok_imagine_fetch_is_open (GrokImagineFetch * fetch)
+{
+  return fetch->stream != NULL;
+}
+
+guint64
+grok_imagine_fetch_get_position (GrokImagineFetch * fetch)
+{
+  return fetch->position;
+}
+
+gboolean
+grok_imagine_fetch_get_size (GrokImagineFetch * fetch, guint64 * size)
+{
+  *size = fetch->size;
+  return fetch->size != G_MAXUINT64;
+}
+
+const gchar *
+grok_imagine_fetch_get_content_type (GrokImagineFetch * fetch)
+{
+  return fetch->content_type;
+}
+
+const gchar *
+grok_imagine_fetch_get_url (GrokImagineFetch * fetch)
+{
+  return fetch->url;
+}
+
+/* A server that ignored our Range: read up to the offset and drop it. */
+static gboolean
+skip_to (GrokImagineFetch * fetch, guint64 offset, GCancellable * cancellable,
+    GError ** error)
+{
+  while (fetch->position < offset) {
+    gssize n = g_input_stream_skip (fetch->stream,
+        MIN (offset - fetch->position, 1 << 20), cancellable, error);
+
+    if (n < 0)
+      return FALSE;
+    if (n == 0) {
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+          "the result ended at byte %" G_GUINT64_FORMAT " before the "
+          "requested offset %" G_GUINT64_FORMAT, fetch->position, offset);
+      return FALSE;
+    }
+    fetch->position += n;
+  }
+  return TRUE;
+}
+
+gboolean
+grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
+    GCancellable * cancellable, guint * http_status, GError ** error)
+{
+  SoupMessageHeaders *hdrs;
+  goffset start, end, total;
+  guint status;
+
+  grok_imagine_fetch_close (fetch);
+  *http_status = 0;
+
+  fetch->msg = soup_message_new ("GET", fetch->url);
+  if (fetch->msg == NULL) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "the result URL '%s' is not a valid http(s) URL", fetch->url);
+    return FALSE;
+  }
+  /* Byte offsets must be those of the file itself. */
+  soup_message_disable_feature (fetch->msg, SOUP_TYPE_CONTENT_DECODER);
+  hdrs = soup_message_get_request_headers (fetch->msg);
+  if (offset > 0)
+    soup_message_headers_set_range (hdrs, offset, -1);
+
+  fetch->stream = grok_imagine_send (fetch->session, fetch->msg, cancellable,
+      error);
+  if (fetch->stream == NULL) {
+    g_clear_object (&fetch->msg);
+    return FALSE;
+  }
+
+  status = *http_status = soup_message_get_status (fetch->msg);
+  hdrs = soup_message_get_response_headers (fetch->msg);
+  g_free (fetch->content_type);
+  fetch->content_type =
+      g_strdup (soup_message_headers_get_content_type (hdrs, NULL));
+
+  if (status == SOUP_STATUS_PARTIAL_CONTENT
+      && soup_message_headers_get_content_range (hdrs, &start, &end, &total)) {
+    if ((guint64) start != offset) {
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+          "asked for byte %" G_GUINT64_FORMAT " of the result, the server "
+          "sent from byte %" G_GINT64_FORMAT, offset, (gint64) start);
+      grok_imagine_fetch_close (fetch);
+      return FALSE;
+    }
+    fetch->position = offset;
+    if (total >= 0)
+      fetch->size = total;
+    return TRUE;
+  }
+
+  if (status == SOUP_STATUS_OK) {
+    goffset length = soup_message_headers_get_content_length (hdrs);
+
+    if (length > 0 || soup_message_headers_get_encoding (hdrs) ==
+        SOUP_ENCODING_CONTENT_LENGTH)
+      fetch->size = length;
+    fetch->position = 0;
+    if (skip_to (fetch, offset, cancellable, error))
+      return TRUE;
+    grok_imagine_fetch_close (fetch);
+    return FALSE;
+  }
+
+  if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE) {
+    /* Nothing left at that offset: reads return end-of-stream. */
+    fetch->position = offset;
+    if (soup_message_headers_get_content_range (hdrs, &start, &end, &total)
+        && total >= 0)
+      fetch->size = total;
+    else
+      fetch->size = offset;
+    return TRUE;
+  }
+
+  g_set_error (error, GROK_IMAGINE_ERROR,
+      grok_imagine_error_for_http_status (status), "HTTP %u %s", status,
+      soup_message_get_reason_phrase (fetch->msg));
+  grok_imagine_fetch_close (fetch);
+  return FALSE;
+}
+
+gssize
+grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
+    GCancellable * cancellable, GError ** error)
+{
+  gsize got = 0;
+
+  if (fetch->size != G_MAXUINT64) {
+    if (fetch->position >= fetch->size)
+      return 0;
+    len = MIN (len, fetch->size - fetch->position);
+  }
+
+  while (got < len) {
+    gssize n = g_input_stream_read (fetch->stream, data + got, len - got,
+        cancellable, error);
+
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      break;
+    got += n;
+    fetch->position += n;
+  }
+
+  if (got < len && fetch->size != G_MAXUINT64) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "the connection closed at byte %" G_GUINT64_FORMAT " of %"
+        G_GUINT64_FORMAT, fetch->position, fetch->size);
+    return -1;
+  }
+  return got;
+}

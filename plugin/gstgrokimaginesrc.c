@@ -1,0 +1,996 @@
+/* gst-grokimagine
+ * Copyright (C) 2026 gst-grokimagine authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+/**
+ * SECTION:element-grokimaginesrc
+ * @title: grokimaginesrc
+ *
+ * grokimaginesrc turns a text prompt into a video. It submits a generation
+ * job to a Grok Imagine API, follows the job until it ends and streams the
+ * resulting file (an MP4, or a PNG for the text-to-image model) downstream,
+ * seekable through HTTP Range requests.
+ *
+ * Two APIs are spoken: `grokimagineapi` (the /v1 API, the default) and
+ * `grok5imagine` (the /api API, with a choice of model). The key comes from
+ * the #GstGrokImagineSrc:api-key property or the `GROK_IMAGINE_API_KEY`
+ * environment variable and is only ever sent to the API's base URL.
+ *
+ * The job is submitted in the streaming thread when the element goes to
+ * PAUSED, so gst_element_set_state() returns at once (ASYNC) and
+ * set_state(NULL) cancels any request or wait. The task id is posted on the
+ * bus in a `grokimagine-task` element message as soon as it exists, and at
+ * every status change, with the fields `task-id`, `status` (submitted,
+ * pending, completed, failed), `raw-status`, `api`, and on completion
+ * `consumed-credits` and `result-urls`. Setting #GstGrokImagineSrc:task-id
+ * reattaches to an existing task without submitting (and paying for) a new
+ * one.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 grokimaginesrc prompt="a red fox running through snow" ratio=16:9 ! qtdemux ! h264parse ! mp4mux ! filesink location=fox.mp4
+ * ]| Generates a video with the /v1 API and saves it.
+ * |[
+ * gst-launch-1.0 grokimaginesrc prompt="a lighthouse at dusk" ! decodebin ! videoconvert ! autovideosink
+ * ]| Generates a video and plays it.
+ * |[
+ * gst-launch-1.0 grokimaginesrc api=grok5imagine model=text-to-image prompt="a dragon over a neon city" ! pngdec ! imagefreeze num-buffers=50 ! videoconvert ! autovideosink
+ * ]| Generates a picture with the grok5imagine API.
+ * |[
+ * gst-launch-1.0 grokimaginesrc api=grok5imagine model=image-to-video images="<https://example.com/cat.png>" ! qtdemux ! h264parse ! mp4mux ! filesink location=cat.mp4
+ * ]| Animates an image.
+ * |[
+ * gst-launch-1.0 grokimaginesrc api=grok5imagine model=upscale input-task-id=n31b6d54c8f4b4c4e8kie ! filesink location=upscaled.mp4
+ * ]| Upscales the result of an earlier task.
+ * |[
+ * gst-launch-1.0 grokimaginesrc task-id=task_123456789 ! filesink location=again.mp4
+ * ]| Reattaches to a task that was already submitted: no new job is paid for.
+ */
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstgrokimaginesrc.h"
+#include "grokimagine-api.h"
+#include "grokimagine-client.h"
+#include "grokimagine-fetch.h"
+
+#include <gst/base/gsttypefindhelper.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (gst_grok_imagine_src_debug);
+#define GST_CAT_DEFAULT gst_grok_imagine_src_debug
+
+#define KEY_ENV "GROK_IMAGINE_API_KEY"
+
+enum
+{
+  PROP_0,
+  PROP_PROMPT,
+  PROP_MODE,
+  PROP_RATIO,
+  PROP_IMAGES,
+  PROP_API,
+  PROP_BASE_URL,
+  PROP_API_KEY,
+  PROP_MODEL,
+  PROP_INPUT_TASK_ID,
+  PROP_CALLBACK_URL,
+  PROP_PUBLIC,
+  PROP_TASK_ID,
+  PROP_RESULT_INDEX,
+  PROP_POLL_INTERVAL,
+  PROP_TIMEOUT,
+  N_PROPS
+};
+
+#define DEFAULT_PROMPT NULL
+#define DEFAULT_MODE "fun"
+#define DEFAULT_RATIO "1:1"
+#define DEFAULT_API GROK_IMAGINE_API_V1
+#define DEFAULT_BASE_URL NULL
+#define DEFAULT_MODEL GROK_IMAGINE_MODEL_TEXT_TO_VIDEO
+#define DEFAULT_PUBLIC FALSE
+#define DEFAULT_RESULT_INDEX 0
+#define DEFAULT_POLL_INTERVAL 2000
+#define DEFAULT_TIMEOUT 900
+#define DEFAULT_BLOCKSIZE (64 * 1024)
+#define REQUEST_TIMEOUT 60
+
+static GParamSpec *properties[N_PROPS];
+
+/* What the properties set. Guarded by the object lock; start() takes a
+ * copy for the run. */
+typedef struct
+{
+  GrokImagineRequest req;
+  gchar *base_url;
+  gchar *api_key;
+  gchar *task_id;
+  guint result_index;
+  guint poll_interval;
+  guint timeout;
+} Settings;
+
+struct _GstGrokImagineSrc
+{
+  GstBaseSrc parent;
+
+  Settings settings;            /* object lock */
+  gchar *submitted_task_id;     /* object lock: the task this element paid for */
+  gchar *submitted_fingerprint; /* object lock: ...and the request it was for */
+
+  /* unlock() may come from any thread before, during or after a request */
+  GMutex cancel_lock;
+  GCond cancel_cond;
+  gboolean flushing;
+  GCancellable *cancellable;
+
+  /* The run: set up in start(), used by the streaming thread, freed in stop() */
+  Settings run;
+  gchar *fingerprint;
+  SoupSession *session;
+  GrokImagineClient *client;
+  gchar *last_raw_status;
+  GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
+  guint64 announced_size;
+  GstCaps *caps;
+};
+
+#define gst_grok_imagine_src_parent_class parent_class
+G_DEFINE_TYPE (GstGrokImagineSrc, gst_grok_imagine_src, GST_TYPE_BASE_SRC);
+GST_ELEMENT_REGISTER_DEFINE (grokimaginesrc, "grokimaginesrc",
+    GST_RANK_NONE, GST_TYPE_GROK_IMAGINE_SRC);
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+GType
+gst_grok_imagine_api_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GROK_IMAGINE_API_V1, "grokimagineapi: the /v1 API (grokimagineapi.com)",
+        "grokimagineapi"},
+    {GROK_IMAGINE_API_GROK5, "grok5imagine: the /api API (grok5imagine.com)",
+        "grok5imagine"},
+    {0, NULL, NULL}
+  };
+
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("GstGrokImagineApi",
+            values));
+  return type;
+}
+
+GType
+gst_grok_imagine_model_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GROK_IMAGINE_MODEL_TEXT_TO_VIDEO, "A video from the prompt",
+        "text-to-video"},
+    {GROK_IMAGINE_MODEL_TEXT_TO_IMAGE, "A PNG picture from the prompt",
+        "text-to-image"},
+    {GROK_IMAGINE_MODEL_IMAGE_TO_VIDEO,
+        "A video animating 'images' or the result of 'input-task-id'",
+        "image-to-video"},
+    {GROK_IMAGINE_MODEL_UPSCALE, "The result of 'input-task-id', upscaled",
+        "upscale"},
+    {0, NULL, NULL}
+  };
+
+  if (g_once_init_enter (&type))
+    g_once_init_leave (&type, g_enum_register_static ("GstGrokImagineModel",
+            values));
+  return type;
+}
+
+static void
+settings_clear (Settings * s)
+{
+  grok_imagine_request_clear (&s->req);
+  g_clear_pointer (&s->base_url, g_free);
+  if (s->api_key)
+    memset (s->api_key, 0, strlen (s->api_key));
+  g_clear_pointer (&s->api_key, g_free);
+  g_clear_pointer (&s->task_id, g_free);
+}
+
+static void
+settings_copy (Settings * dst, const Settings * src)
+{
+  settings_clear (dst);
+  *dst = *src;
+  dst->req.prompt = g_strdup (src->req.prompt);
+  dst->req.mode = g_strdup (src->req.mode);
+  dst->req.ratio = g_strdup (src->req.ratio);
+  dst->req.images = g_strdupv (src->req.images);
+  dst->req.input_task_id = g_strdup (src->req.input_task_id);
+  dst->req.callback_url = g_strdup (src->req.callback_url);
+  dst->base_url = g_strdup (src->base_url);
+  dst->api_key = g_strdup (src->api_key);
+  dst->task_id = g_strdup (src->task_id);
+}
+
+static gchar *
+dup_nonempty (const GValue * value)
+{
+  const gchar *s = g_value_get_string (value);
+
+  return s && *s ? g_strdup (s) : NULL;
+}
+
+/* --- cancellation --------------------------------------------------------- */
+
+static GCancellable *
+get_cancellable (GstGrokImagineSrc * self)
+{
+  GCancellable *c;
+
+  g_mutex_lock (&self->cancel_lock);
+  c = g_object_ref (self->cancellable);
+  g_mutex_unlock (&self->cancel_lock);
+  return c;
+}
+
+/* Waits @ms milliseconds; FALSE when unlock() interrupted the wait. */
+static gboolean
+wait_ms (GstGrokImagineSrc * self, gint64 ms)
+{
+  gint64 end = g_get_monotonic_time () + ms * G_TIME_SPAN_MILLISECOND;
+  gboolean flushing;
+
+  g_mutex_lock (&self->cancel_lock);
+  while (!self->flushing && g_cond_wait_until (&self->cancel_cond,
+          &self->cancel_lock, end));
+  flushing = self->flushing;
+  g_mutex_unlock (&self->cancel_lock);
+  return !flushing;
+}
+
+static gboolean
+gst_grok_imagine_src_unlock (GstBaseSrc * bsrc)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+
+  GST_DEBUG_OBJECT (self, "unlock");
+  g_mutex_lock (&self->cancel_lock);
+  self->flushing = TRUE;
+  g_cancellable_cancel (self->cancellable);
+  g_cond_broadcast (&self->cancel_cond);
+  g_mutex_unlock (&self->cancel_lock);
+  return TRUE;
+}
+
+static gboolean
+gst_grok_imagine_src_unlock_stop (GstBaseSrc * bsrc)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+
+  GST_DEBUG_OBJECT (self, "unlock stop");
+  g_mutex_lock (&self->cancel_lock);
+  self->flushing = FALSE;
+  if (g_cancellable_is_cancelled (self->cancellable)) {
+    g_object_unref (self->cancellable);
+    self->cancellable = g_cancellable_new ();
+  }
+  g_mutex_unlock (&self->cancel_lock);
+  return TRUE;
+}
+
+/* --- errors and messages -------------------------------------------------- */
+
+/* Posts @err as an element error a person can act on. Returns the flow to
+ * hand back: FLUSHING when the error is only our own cancellation. */
+static GstFlowReturn
+post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
+    const gchar * task_id, const gchar * doing)
+{
+  GstResourceError code = GST_RESOURCE_ERROR_READ;
+  GstStructure *details;
+  gchar *text;
+
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return GST_FLOW_FLUSHING;
+
+  if (err->domain != GROK_IMAGINE_ERROR) {
+    text = g_strdup_printf ("Failed while %s: %s", doing, err->message);
+  } else {
+    switch ((GrokImagineError) err->code) {
+      case GROK_IMAGINE_ERROR_SETTINGS:
+        code = GST_RESOURCE_ERROR_SETTINGS;
+        text = g_strdup_printf ("The API rejected the settings while %s: %s",
+            doing, err->message);
+        break;
+      case GROK_IMAGINE_ERROR_NOT_AUTHORIZED:
+        code = GST_RESOURCE_ERROR_NOT_AUTHORIZED;
+        text = g_strdup_printf ("Not authorized: the API key was missing or "
+            "rejected (%s). Check the api-key property or " KEY_ENV ".",
+            err->message);
+        break;
+      case GROK_IMAGINE_ERROR_PAYMENT_REQUIRED:
+        code = GST_RESOURCE_ERROR_NOT_AUTHORIZED;
+        text = g_strdup_printf ("Not authorized, insufficient credits: the "
+            "account balance does not cover this task (%s).", err->message);
+        break;
+      case GROK_IMAGINE_ERROR_NOT_FOUND:
+        code = GST_RESOURCE_ERROR_NOT_FOUND;
+        text = g_strdup_printf ("Not found while %s: %s", doing, err->message);
+        break;
+      case GROK_IMAGINE_ERROR_NETWORK:
+        code = GST_RESOURCE_ERROR_OPEN_READ;
+        text = g_strdup_printf ("%s (while %s).", err->message, doing);
+        break;
+      case GROK_IMAGINE_ERROR_TASK_FAILED:
+        code = GST_RESOURCE_ERROR_FAILED;
+        text = g_strdup (err->message);
+        break;
+      case GROK_IMAGINE_ERROR_TIMEOUT:
+        code = GST_RESOURCE_ERROR_FAILED;
+        text = g_strdup (err->message);
+        break;
+      case GROK_IMAGINE_ERROR_PROTOCOL:
+        text = g_strdup_printf ("Unexpected answer while %s: %s", doing,
+            err->message);
+        break;
+      case GROK_IMAGINE_ERROR_RATE_LIMITED:
+      case GROK_IMAGINE_ERROR_SERVER:
+      default:
+        text = g_strdup_printf ("The server failed while %s: %s", doing,
+            err->message);
+        break;
+    }
+  }
+
+  details = gst_structure_new_empty ("details");
+  if (http_status)
+    gst_structure_set (details, "http-status-code", G_TYPE_UINT, http_status,
+        NULL);
+  if (task_id)
+    gst_structure_set (details, "task-id", G_TYPE_STRING, task_id, NULL);
+
+  gst_element_message_full_with_details (GST_ELEMENT (self),
+      GST_MESSAGE_ERROR, GST_RESOURCE_ERROR, code, text,
+      g_strdup_printf ("%s: %s (%s %d)", doing, err->message,
+          g_quark_to_string (err->domain), err->code),
+      __FILE__, GST_FUNCTION, __LINE__, details);
+  return GST_FLOW_ERROR;
+}
+
+static void
+post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
+    const gchar * status, const GrokImagineStatus * st)
+{
+  GstStructure *s = gst_structure_new ("grokimagine-task",
+      "task-id", G_TYPE_STRING, task_id,
+      "status", G_TYPE_STRING, status,
+      "api", G_TYPE_STRING, grok_imagine_api_get_nick (self->run.req.api),
+      NULL);
+
+  if (st) {
+    gst_structure_set (s, "raw-status", G_TYPE_STRING, st->raw_status, NULL);
+    if (st->state != GROK_IMAGINE_STATE_PENDING && st->consumed_credits >= 0)
+      gst_structure_set (s, "consumed-credits", G_TYPE_INT64,
+          st->consumed_credits, NULL);
+    if (st->error_message)
+      gst_structure_set (s, "error-message", G_TYPE_STRING,
+          st->error_message, NULL);
+    if (st->state == GROK_IMAGINE_STATE_COMPLETED) {
+      GValue urls = G_VALUE_INIT;
+      gchar **u;
+
+      gst_value_array_init (&urls, g_strv_length (st->result_urls));
+      for (u = st->result_urls; *u; u++) {
+        GValue v = G_VALUE_INIT;
+
+        g_value_init (&v, G_TYPE_STRING);
+        g_value_set_string (&v, *u);
+        gst_value_array_append_and_take_value (&urls, &v);
+      }
+      gst_structure_take_value (s, "result-urls", &urls);
+    }
+  }
+
+  GST_INFO_OBJECT (self, "task %s: %s", task_id, status);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+}
+
+/* --- the job -------------------------------------------------------------- */
+
+static GstFlowReturn
+submit (GstGrokImagineSrc * self)
+{
+  g_autoptr (GCancellable) cancellable = get_cancellable (self);
+  g_autoptr (GError) err = NULL;
+  guint http_status = 0;
+  gchar *task_id;
+
+  GST_INFO_OBJECT (self, "submitting a %s job",
+      grok_imagine_api_get_nick (self->run.req.api));
+  task_id = grok_imagine_client_submit (self->client, &self->run.req,
+      cancellable, &http_status, &err);
+  if (task_id == NULL)
+    return post_error (self, err, http_status, NULL, "submitting the job");
+
+  self->run.task_id = task_id;
+  GST_OBJECT_LOCK (self);
+  g_free (self->submitted_task_id);
+  self->submitted_task_id = g_strdup (task_id);
+  g_free (self->submitted_fingerprint);
+  self->submitted_fingerprint = g_strdup (self->fingerprint);
+  GST_OBJECT_UNLOCK (self);
+
+  post_task_message (self, task_id, "submitted", NULL);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TASK_ID]);
+  return GST_FLOW_OK;
+}
+
+static GstFlowReturn
+job_completed (GstGrokImagineSrc * self, const GrokImagineStatus * st)
+{
+  guint n = g_strv_length (st->result_urls);
+  const gchar *url;
+
+  if (n == 0) {
+    g_autoptr (GError) err = g_error_new (GROK_IMAGINE_ERROR,
+        GROK_IMAGINE_ERROR_PROTOCOL, "task %s completed without any result "
+        "URL", self->run.task_id);
+    return post_error (self, err, 0, self->run.task_id, "reading the result");
+  }
+  if (self->run.result_index >= n) {
+    g_autoptr (GError) err = g_error_new (GROK_IMAGINE_ERROR,
+        GROK_IMAGINE_ERROR_SETTINGS, "result-index is %u but task %s has "
+        "%u result%s (0 to %u)", self->run.result_index, self->run.task_id, n,
+        n == 1 ? "" : "s", n - 1);
+    GST_ELEMENT_ERROR_WITH_DETAILS (self, RESOURCE, SETTINGS,
+        ("%s", err->message), (NULL), ("task-id", G_TYPE_STRING,
+            self->run.task_id, NULL));
+    return GST_FLOW_ERROR;
+  }
+
+  url = st->result_urls[self->run.result_index];
+  GST_INFO_OBJECT (self, "task %s completed, streaming result %u: %s",
+      self->run.task_id, self->run.result_index, url);
+  self->fetch = grok_imagine_fetch_new (self->session, url);
+  return GST_FLOW_OK;
+}
+
+/* Submits (unless reattaching) and polls until the job ends. Runs in the
+ * streaming thread; every wait and request ends at unlock(). */
+static GstFlowReturn
+run_job (GstGrokImagineSrc * self)
+{
+  gint64 deadline;
+  GstFlowReturn ret;
+
+  if (self->run.task_id == NULL && (ret = submit (self)) != GST_FLOW_OK)
+    return ret;
+
+  deadline = g_get_monotonic_time () + self->run.timeout * G_TIME_SPAN_SECOND;
+  for (;;) {
+    g_autoptr (GCancellable) cancellable = get_cancellable (self);
+    g_autoptr (GrokImagineStatus) st = NULL;
+    g_autoptr (GError) err = NULL;
+    guint http_status = 0;
+    gint64 now;
+
+    st = grok_imagine_client_poll (self->client, self->run.task_id,
+        cancellable, &http_status, &err);
+    if (st == NULL)
+      return post_error (self, err, http_status, self->run.task_id,
+          "checking the task status");
+
+    if (g_strcmp0 (st->raw_status, self->last_raw_status) != 0) {
+      g_free (self->last_raw_status);
+      self->last_raw_status = g_strdup (st->raw_status);
+      post_task_message (self, self->run.task_id,
+          grok_imagine_state_get_nick (st->state), st);
+    }
+
+    if (st->state == GROK_IMAGINE_STATE_COMPLETED)
+      return job_completed (self, st);
+    if (st->state == GROK_IMAGINE_STATE_FAILED) {
+      err = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TASK_FAILED,
+          "Video generation failed for task %s: %s", self->run.task_id,
+          st->error_message ? st->error_message : st->raw_status);
+      return post_error (self, err, http_status, self->run.task_id,
+          "generating");
+    }
+
+    now = g_get_monotonic_time ();
+    if (now >= deadline) {
+      err = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+          "Task %s did not finish within the timeout of %u s (last status "
+          "'%s'). It may still complete: set task-id=%s to reattach without "
+          "paying again.", self->run.task_id, self->run.timeout,
+          st->raw_status, self->run.task_id);
+      return post_error (self, err, 0, self->run.task_id, "waiting");
+    }
+    if (!wait_ms (self, MIN (self->run.poll_interval,
+                (deadline - now + 999) / 1000)))
+      return GST_FLOW_FLUSHING;
+  }
+}
+
+/* --- GstBaseSrc ----------------------------------------------------------- */
+
+static gboolean
+gst_grok_imagine_src_start (GstBaseSrc * bsrc)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *json = NULL;
+
+  GST_OBJECT_LOCK (self);
+  settings_copy (&self->run, &self->settings);
+  GST_OBJECT_UNLOCK (self);
+
+  if (self->run.api_key == NULL && g_getenv (KEY_ENV) && *g_getenv (KEY_ENV))
+    self->run.api_key = g_strdup (g_getenv (KEY_ENV));
+
+  if (self->run.task_id == NULL) {
+    if (!grok_imagine_request_validate (&self->run.req, &err)) {
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message),
+          (NULL));
+      return FALSE;
+    }
+    /* The same request again, after a stop: reuse the task already paid for */
+    json = grok_imagine_request_to_json (&self->run.req);
+    self->fingerprint = g_strdup_printf ("%s\n%s\n%s",
+        grok_imagine_api_get_nick (self->run.req.api),
+        self->run.base_url ? self->run.base_url : "", json);
+    GST_OBJECT_LOCK (self);
+    if (g_strcmp0 (self->fingerprint, self->submitted_fingerprint) == 0)
+      self->run.task_id = g_strdup (self->submitted_task_id);
+    GST_OBJECT_UNLOCK (self);
+  }
+
+  if (self->run.api_key == NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_AUTHORIZED,
+        ("No API key: set the api-key property or the " KEY_ENV
+            " environment variable."), (NULL));
+    return FALSE;
+  }
+
+  self->session = soup_session_new_with_options ("user-agent",
+      "gst-grokimagine/" PACKAGE_VERSION " ", "timeout", REQUEST_TIMEOUT,
+      NULL);
+  self->client = grok_imagine_client_new (self->session, self->run.req.api,
+      self->run.base_url, self->run.api_key, &err);
+  if (self->client == NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
+    return FALSE;
+  }
+  GST_DEBUG_OBJECT (self, "started, api %s at %s, task %s",
+      grok_imagine_api_get_nick (self->run.req.api),
+      grok_imagine_client_get_host (self->client),
+      GST_STR_NULL (self->run.task_id));
+  return TRUE;
+}
+
+static gboolean
+gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+
+  GST_DEBUG_OBJECT (self, "stop");
+  g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
+  g_clear_pointer (&self->client, grok_imagine_client_free);
+  if (self->session)
+    soup_session_abort (self->session);
+  g_clear_object (&self->session);
+  g_clear_pointer (&self->fingerprint, g_free);
+  g_clear_pointer (&self->last_raw_status, g_free);
+  gst_clear_caps (&self->caps);
+  self->announced_size = 0;
+  settings_clear (&self->run);
+  return TRUE;
+}
+
+static gboolean
+gst_grok_imagine_src_get_size (GstBaseSrc * bsrc, guint64 * size)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+
+  return self->fetch && grok_imagine_fetch_get_size (self->fetch, size);
+}
+
+static gboolean
+gst_grok_imagine_src_is_seekable (GstBaseSrc * bsrc)
+{
+  /* Results are fetched with HTTP Range requests */
+  return TRUE;
+}
+
+static gboolean
+gst_grok_imagine_src_negotiate (GstBaseSrc * bsrc)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+
+  /* Caps come from typefinding the first bytes of the result, in create() */
+  return self->caps == NULL || gst_base_src_set_caps (bsrc, self->caps);
+}
+
+static void
+update_size (GstGrokImagineSrc * self)
+{
+  GstBaseSrc *bsrc = GST_BASE_SRC (self);
+  guint64 size;
+
+  if (!grok_imagine_fetch_get_size (self->fetch, &size)
+      || size == self->announced_size)
+    return;
+  self->announced_size = size;
+  GST_DEBUG_OBJECT (self, "result size %" G_GUINT64_FORMAT, size);
+  GST_OBJECT_LOCK (self);
+  bsrc->segment.duration = size;
+  GST_OBJECT_UNLOCK (self);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_duration_changed (GST_OBJECT (self)));
+}
+
+static void
+set_caps_from_data (GstGrokImagineSrc * self, GstBuffer * buf)
+{
+  GstBaseSrc *bsrc = GST_BASE_SRC (self);
+  const gchar *content_type;
+  GstCaps *caps;
+
+  /* In pull mode downstream typefinds for itself */
+  if (self->caps || GST_PAD_MODE (bsrc->srcpad) != GST_PAD_MODE_PUSH)
+    return;
+
+  caps = GST_BUFFER_OFFSET (buf) == 0 ?
+      gst_type_find_helper_for_buffer (GST_OBJECT (self), buf, NULL) : NULL;
+  content_type = grok_imagine_fetch_get_content_type (self->fetch);
+  if (caps == NULL && content_type) {
+    if (g_str_equal (content_type, "video/mp4"))
+      caps = gst_caps_new_empty_simple ("video/quicktime");
+    else if (g_str_has_prefix (content_type, "image/")
+        || g_str_has_prefix (content_type, "video/"))
+      caps = gst_caps_new_empty_simple (content_type);
+  }
+  if (caps == NULL)
+    return;
+
+  GST_DEBUG_OBJECT (self, "result caps %" GST_PTR_FORMAT, caps);
+  self->caps = caps;
+  gst_base_src_set_caps (bsrc, caps);
+}
+
+static GstFlowReturn
+gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
+    GstBuffer ** outbuf)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+  g_autoptr (GCancellable) cancellable = NULL;
+  g_autoptr (GError) err = NULL;
+  GstBuffer *buf;
+  GstMapInfo map;
+  guint64 size;
+  gssize n;
+
+  if (self->fetch == NULL) {
+    GstFlowReturn ret = run_job (self);
+
+    if (ret != GST_FLOW_OK)
+      return ret;
+  }
+
+  if (grok_imagine_fetch_get_size (self->fetch, &size) && offset >= size)
+    return GST_FLOW_EOS;
+
+  cancellable = get_cancellable (self);
+  if (!grok_imagine_fetch_is_open (self->fetch)
+      || grok_imagine_fetch_get_position (self->fetch) != offset) {
+    guint http_status = 0;
+
+    GST_DEBUG_OBJECT (self, "requesting the result from byte %"
+        G_GUINT64_FORMAT, offset);
+    if (!grok_imagine_fetch_open (self->fetch, offset, cancellable,
+            &http_status, &err))
+      return post_error (self, err, http_status, self->run.task_id,
+          "downloading the result");
+    update_size (self);
+  }
+
+  buf = gst_buffer_new_allocate (NULL, length, NULL);
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  n = grok_imagine_fetch_read (self->fetch, map.data, length, cancellable,
+      &err);
+  gst_buffer_unmap (buf, &map);
+  if (n <= 0) {
+    gst_buffer_unref (buf);
+    if (n == 0)
+      return GST_FLOW_EOS;
+    grok_imagine_fetch_close (self->fetch);
+    return post_error (self, err, 0, self->run.task_id,
+        "downloading the result");
+  }
+
+  gst_buffer_set_size (buf, n);
+  GST_BUFFER_OFFSET (buf) = offset;
+  GST_BUFFER_OFFSET_END (buf) = offset + n;
+  set_caps_from_data (self, buf);
+  *outbuf = buf;
+  return GST_FLOW_OK;
+}
+
+/* --- GObject -------------------------------------------------------------- */
+
+static void
+gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (object);
+  Settings *s = &self->settings;
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_PROMPT:
+      g_free (s->req.prompt);
+      s->req.prompt = g_value_dup_string (value);
+      break;
+    case PROP_MODE:
+      g_free (s->req.mode);
+      s->req.mode = g_value_dup_string (value);
+      break;
+    case PROP_RATIO:
+      g_free (s->req.ratio);
+      s->req.ratio = g_value_dup_string (value);
+      break;
+    case PROP_IMAGES:{
+      guint i, n = gst_value_array_get_size (value);
+
+      g_strfreev (s->req.images);
+      s->req.images = g_new0 (gchar *, n + 1);
+      for (i = 0; i < n; i++)
+        s->req.images[i] =
+            g_value_dup_string (gst_value_array_get_value (value, i));
+      break;
+    }
+    case PROP_API:
+      s->req.api = g_value_get_enum (value);
+      break;
+    case PROP_BASE_URL:
+      g_free (s->base_url);
+      s->base_url = dup_nonempty (value);
+      break;
+    case PROP_API_KEY:
+      if (s->api_key)
+        memset (s->api_key, 0, strlen (s->api_key));
+      g_free (s->api_key);
+      s->api_key = dup_nonempty (value);
+      break;
+    case PROP_MODEL:
+      s->req.model = g_value_get_enum (value);
+      break;
+    case PROP_INPUT_TASK_ID:
+      g_free (s->req.input_task_id);
+      s->req.input_task_id = dup_nonempty (value);
+      break;
+    case PROP_CALLBACK_URL:
+      g_free (s->req.callback_url);
+      s->req.callback_url = dup_nonempty (value);
+      break;
+    case PROP_PUBLIC:
+      s->req.is_public = g_value_get_boolean (value);
+      break;
+    case PROP_TASK_ID:
+      g_free (s->task_id);
+      s->task_id = dup_nonempty (value);
+      /* Setting or clearing it forgets the task this element submitted:
+       * clearing it asks for a new job even for the same request */
+      g_clear_pointer (&self->submitted_fingerprint, g_free);
+      g_clear_pointer (&self->submitted_task_id, g_free);
+      break;
+    case PROP_RESULT_INDEX:
+      s->result_index = g_value_get_uint (value);
+      break;
+    case PROP_POLL_INTERVAL:
+      s->poll_interval = g_value_get_uint (value);
+      break;
+    case PROP_TIMEOUT:
+      s->timeout = g_value_get_uint (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (object);
+  Settings *s = &self->settings;
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_PROMPT:
+      g_value_set_string (value, s->req.prompt);
+      break;
+    case PROP_MODE:
+      g_value_set_string (value, s->req.mode);
+      break;
+    case PROP_RATIO:
+      g_value_set_string (value, s->req.ratio);
+      break;
+    case PROP_IMAGES:{
+      gchar **i;
+
+      for (i = s->req.images; i && *i; i++) {
+        GValue v = G_VALUE_INIT;
+
+        g_value_init (&v, G_TYPE_STRING);
+        g_value_set_string (&v, *i);
+        gst_value_array_append_and_take_value (value, &v);
+      }
+      break;
+    }
+    case PROP_API:
+      g_value_set_enum (value, s->req.api);
+      break;
+    case PROP_BASE_URL:
+      g_value_set_string (value, s->base_url);
+      break;
+    case PROP_MODEL:
+      g_value_set_enum (value, s->req.model);
+      break;
+    case PROP_INPUT_TASK_ID:
+      g_value_set_string (value, s->req.input_task_id);
+      break;
+    case PROP_CALLBACK_URL:
+      g_value_set_string (value, s->req.callback_url);
+      break;
+    case PROP_PUBLIC:
+      g_value_set_boolean (value, s->req.is_public);
+      break;
+    case PROP_TASK_ID:
+      g_value_set_string (value, s->task_id ? s->task_id :
+          self->submitted_task_id);
+      break;
+    case PROP_RESULT_INDEX:
+      g_value_set_uint (value, s->result_index);
+      break;
+    case PROP_POLL_INTERVAL:
+      g_value_set_uint (value, s->poll_interval);
+      break;
+    case PROP_TIMEOUT:
+      g_value_set_uint (value, s->timeout);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_grok_imagine_src_finalize (GObject * object)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (object);
+
+  settings_clear (&self->settings);
+  settings_clear (&self->run);
+  g_free (self->submitted_task_id);
+  g_free (self->submitted_fingerprint);
+  g_object_unref (self->cancellable);
+  g_mutex_clear (&self->cancel_lock);
+  g_cond_clear (&self->cancel_cond);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_grok_imagine_src_init (GstGrokImagineSrc * self)
+{
+  Settings *s = &self->settings;
+
+  s->req.api = DEFAULT_API;
+  s->req.mode = g_strdup (DEFAULT_MODE);
+  s->req.ratio = g_strdup (DEFAULT_RATIO);
+  s->req.model = DEFAULT_MODEL;
+  s->req.is_public = DEFAULT_PUBLIC;
+  s->result_index = DEFAULT_RESULT_INDEX;
+  s->poll_interval = DEFAULT_POLL_INTERVAL;
+  s->timeout = DEFAULT_TIMEOUT;
+
+  g_mutex_init (&self->cancel_lock);
+  g_cond_init (&self->cancel_cond);
+  self->cancellable = g_cancellable_new ();
+
+  gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_BYTES);
+  gst_base_src_set_blocksize (GST_BASE_SRC (self), DEFAULT_BLOCKSIZE);
+}
+
+static void
+gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSrcClass *basesrc_class = GST_BASE_SRC_CLASS (klass);
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_READY;
+
+  gobject_class->set_property = gst_grok_imagine_src_set_property;
+  gobject_class->get_property = gst_grok_imagine_src_get_property;
+  gobject_class->finalize = gst_grok_imagine_src_finalize;
+
+  properties[PROP_PROMPT] = g_param_spec_string ("prompt", "Prompt",
+      "What to generate (required for text-to-video and text-to-image; at "
+      "most 5000 characters with grok5imagine)", DEFAULT_PROMPT, rw);
+  properties[PROP_MODE] = g_param_spec_string ("mode", "Mode",
+      "Generation mode (grokimagineapi)", DEFAULT_MODE, rw);
+  properties[PROP_RATIO] = g_param_spec_string ("ratio", "Ratio",
+      "Aspect ratio W:H with positive whole numbers, e.g. 16:9 "
+      "(grokimagineapi)", DEFAULT_RATIO, rw);
+  properties[PROP_IMAGES] = gst_param_spec_array ("images", "Images",
+      "URLs of images to animate, e.g. images=\"<https://a.png,https://b.png>\"",
+      g_param_spec_string ("image", "Image", "An image URL", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS), rw);
+  properties[PROP_API] = g_param_spec_enum ("api", "API",
+      "Which Grok Imagine API to speak", GST_TYPE_GROK_IMAGINE_API,
+      DEFAULT_API, rw);
+  properties[PROP_BASE_URL] = g_param_spec_string ("base-url", "Base URL",
+      "API base URL; empty means the chosen API's documented one "
+      "(https://grokimagineapi.com or https://grok5imagine.com)",
+      DEFAULT_BASE_URL, rw);
+  properties[PROP_API_KEY] = g_param_spec_string ("api-key", "API key",
+      "API key (write-only; when unset, the " KEY_ENV " environment "
+      "variable). Sent to the base URL only", NULL,
+      G_PARAM_WRITABLE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_MODEL] = g_param_spec_enum ("model", "Model",
+      "Model to use (grok5imagine), sent as grok-imagine/<model>",
+      GST_TYPE_GROK_IMAGINE_MODEL, DEFAULT_MODEL, rw);
+  properties[PROP_INPUT_TASK_ID] = g_param_spec_string ("input-task-id",
+      "Input task id", "An earlier task to upscale or animate "
+      "(grok5imagine upscale and image-to-video)", NULL, rw);
+  properties[PROP_CALLBACK_URL] = g_param_spec_string ("callback-url",
+      "Callback URL", "Webhook the provider calls when the task ends "
+      "(grok5imagine)", NULL, rw);
+  properties[PROP_PUBLIC] = g_param_spec_boolean ("public", "Public",
+      "Publish the result to the public gallery (grok5imagine)",
+      DEFAULT_PUBLIC, rw);
+  properties[PROP_TASK_ID] = g_param_spec_string ("task-id", "Task id",
+      "The task this element submitted; set it to reattach to an existing "
+      "task without submitting a new job", NULL, rw);
+  properties[PROP_RESULT_INDEX] = g_param_spec_uint ("result-index",
+      "Result index", "Which of the task's result URLs to stream", 0,
+      G_MAXUINT, DEFAULT_RESULT_INDEX, rw);
+  properties[PROP_POLL_INTERVAL] = g_param_spec_uint ("poll-interval",
+      "Poll interval", "Milliseconds between status polls", 10, 3600000,
+      DEFAULT_POLL_INTERVAL, rw);
+  properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
+      "Seconds the job may take, from submission to completion", 1, 604800,
+      DEFAULT_TIMEOUT, rw);
+  g_object_class_install_properties (gobject_class, N_PROPS, properties);
+
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "Grok Imagine video source", "Source/Network",
+      "Generates a video from a text prompt with a Grok Imagine API and "
+      "streams the result", "gst-grokimagine authors");
+
+  basesrc_class->start = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_start);
+  basesrc_class->stop = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_stop);
+  basesrc_class->unlock = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_unlock);
+  basesrc_class->unlock_stop =
+      GST_DEBUG_FUNCPTR (gst_grok_imagine_src_unlock_stop);
+  basesrc_class->get_size = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_get_size);
+  basesrc_class->is_seekable =
+      GST_DEBUG_FUNCPTR (gst_grok_imagine_src_is_seekable);
+  basesrc_class->negotiate =
+      GST_DEBUG_FUNCPTR (gst_grok_imagine_src_negotiate);
+  basesrc_class->create = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_create);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_GROK_IMAGINE_API, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_GROK_IMAGINE_MODEL, 0);
+  GST_DEBUG_CATEGORY_INIT (gst_grok_imagine_src_debug, "grokimaginesrc", 0,
+      "Grok Imagine video source");
+}
