@@ -1,0 +1,964 @@
+/* Element tests of grokimaginesrc against the local API simulator. */
+#include <gst/check/gstcheck.h>
+#include <libsoup/soup.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "sim-launcher.h"
+
+#define RUN_TIMEOUT_S 60
+
+static SimProcess *sim;
+
+/* A grokimaginesrc pointed at the simulator, as a launch-line fragment */
+static gchar *
+src_desc (const gchar * extra)
+{
+  return g_strdup_printf ("grokimaginesrc name=src base-url=%s api-key="
+      SIM_KEY " poll-interval=50 %s", sim_api_url (sim), extra);
+}
+
+typedef struct
+{
+  GstStateChangeReturn start_ret;
+  GstMessage *error;            /* the first error, if any */
+  GPtrArray *tasks;             /* GstStructure: grokimagine-task messages */
+  gboolean eos;
+} Run;
+
+static void
+run_free (Run * r)
+{
+  gst_clear_message (&r->error);
+  g_ptr_array_unref (r->tasks);
+  g_free (r);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Run, run_free);
+
+static void
+collect (Run * r, GstMessage * msg)
+{
+  const GstStructure *s;
+
+  switch (GST_MESSAGE_TYPE (msg)) {
+    case GST_MESSAGE_ERROR:
+      if (r->error == NULL)
+        r->error = gst_message_ref (msg);
+      break;
+    case GST_MESSAGE_EOS:
+      r->eos = TRUE;
+      break;
+    case GST_MESSAGE_ELEMENT:
+      s = gst_message_get_structure (msg);
+      if (gst_structure_has_name (s, "grokimagine-task"))
+        g_ptr_array_add (r->tasks, gst_structure_copy (s));
+      break;
+    default:
+      break;
+  }
+}
+
+/* Runs @pipeline to EOS or error, bounded in time, collecting messages */
+static Run *
+run_pipeline (GstElement * pipeline)
+{
+  Run *r = g_new0 (Run, 1);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gint64 end = g_get_monotonic_time () + RUN_TIMEOUT_S * G_TIME_SPAN_SECOND;
+
+  r->tasks = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_structure_free);
+  r->start_ret = gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  while (!r->eos && r->error == NULL && g_get_monotonic_time () < end) {
+    GstMessage *msg = gst_bus_timed_pop (bus, 100 * GST_MSECOND);
+
+    if (msg) {
+      collect (r, msg);
+      gst_message_unref (msg);
+    } else if (r->start_ret == GST_STATE_CHANGE_FAILURE) {
+      break;
+    }
+  }
+  fail_unless (r->eos || r->error, "pipeline neither ended nor failed");
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  /* messages posted while going down */
+  while (TRUE) {
+    GstMessage *msg = gst_bus_pop (bus);
+
+    if (msg == NULL)
+      break;
+    collect (r, msg);
+    gst_message_unref (msg);
+  }
+  gst_object_unref (bus);
+  return r;
+}
+
+static Run *
+run_launch (const gchar * desc)
+{
+  g_autoptr (GError) err = NULL;
+  GstElement *pipeline = gst_parse_launch (desc, &err);
+  Run *r;
+
+  fail_unless (pipeline != NULL, "cannot parse '%s': %s", desc,
+      err ? err->message : "");
+  r = run_pipeline (pipeline);
+  gst_object_unref (pipeline);
+  return r;
+}
+
+static Run *
+run_src (const gchar * src_props, const gchar * tail)
+{
+  g_autofree gchar *src = src_desc (src_props);
+  g_autofree gchar *desc = g_strdup_printf ("%s ! %s", src, tail);
+
+  return run_launch (desc);
+}
+
+static void
+assert_ok (Run * r)
+{
+  if (r->error) {
+    g_autoptr (GError) err = NULL;
+    g_autofree gchar *dbg = NULL;
+
+    gst_message_parse_error (r->error, &err, &dbg);
+    fail ("unexpected error: %s (%s)", err->message, dbg);
+  }
+  fail_unless (r->eos);
+}
+
+/* Asserts an error of @code whose text contains @needle; returns details */
+static const GstStructure *
+assert_error (Run * r, GstResourceError code, const gchar * needle)
+{
+  g_autoptr (GError) err = NULL;
+  const GstStructure *details = NULL;
+
+  fail_unless (r->error != NULL, "expected an error with '%s'", needle);
+  gst_message_parse_error (r->error, &err, NULL);
+  fail_unless (err->domain == GST_RESOURCE_ERROR, "domain %s: %s",
+      g_quark_to_string (err->domain), err->message);
+  fail_unless_equals_int (err->code, code);
+  fail_unless (strstr (err->message, needle) != NULL,
+      "error '%s' lacks '%s'", err->message, needle);
+  gst_message_parse_error_details (r->error, &details);
+  return details;
+}
+
+static void
+assert_http_status (const GstStructure * details, guint status)
+{
+  guint got = 0;
+
+  fail_unless (details != NULL);
+  fail_unless (gst_structure_get_uint (details, "http-status-code", &got));
+  fail_unless_equals_int (got, status);
+}
+
+static const GstStructure *
+last_task (Run * r)
+{
+  fail_unless (r->tasks->len > 0, "no grokimagine-task message");
+  return g_ptr_array_index (r->tasks, r->tasks->len - 1);
+}
+
+static const gchar *
+result_url (const GstStructure * s, guint i)
+{
+  const GValue *urls = gst_structure_get_value (s, "result-urls");
+
+  fail_unless (urls && GST_VALUE_HOLDS_ARRAY (urls));
+  fail_unless (i < gst_value_array_get_size (urls));
+  return g_value_get_string (gst_value_array_get_value (urls, i));
+}
+
+static GBytes *
+http_get (const gchar * url)
+{
+  g_autoptr (SoupSession) session = soup_session_new ();
+  g_autoptr (SoupMessage) msg = soup_message_new ("GET", url);
+  GBytes *body = soup_session_send_and_read (session, msg, NULL, NULL);
+
+  fail_unless (body != NULL);
+  fail_unless_equals_int (soup_message_get_status (msg), 200);
+  return body;
+}
+
+static GBytes *
+read_file (const gchar * path)
+{
+  gchar *data;
+  gsize len;
+
+  fail_unless (g_file_get_contents (path, &data, &len, NULL));
+  return g_bytes_new_take (data, len);
+}
+
+static gchar *
+temp_path (const gchar * name)
+{
+  return g_build_filename (g_get_tmp_dir (), name, NULL);
+}
+
+static void
+setup (void)
+{
+  fail_unless (sim_reset (sim));
+}
+
+/* --- generating and streaming --------------------------------------------- */
+
+GST_START_TEST (test_v1_video_streams_result_bytes)
+{
+  g_autofree gchar *path = temp_path ("grokimagine-test-v1.mp4");
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", path);
+  g_autoptr (Run) r = run_src ("prompt=\"a red fox running through snow\" "
+      "ratio=16:9", tail);
+  g_autoptr (GBytes) got = NULL, want = NULL;
+  const GstStructure *first, *done;
+  gint64 credits = 0;
+
+  assert_ok (r);
+  /* the task message: submitted first, then every change, then completed */
+  first = g_ptr_array_index (r->tasks, 0);
+  fail_unless_equals_string (gst_structure_get_string (first, "status"),
+      "submitted");
+  fail_unless (g_str_has_prefix (gst_structure_get_string (first, "task-id"),
+          "task_"));
+  fail_unless_equals_string (gst_structure_get_string (first, "api"),
+      "grokimagineapi");
+  done = last_task (r);
+  fail_unless_equals_string (gst_structure_get_string (done, "status"),
+      "completed");
+  fail_unless_equals_string (gst_structure_get_string (done, "task-id"),
+      gst_structure_get_string (first, "task-id"));
+  fail_unless (gst_structure_get_int64 (done, "consumed-credits", &credits));
+  fail_unless_equals_int (credits, 40);
+  fail_unless (r->tasks->len >= 3, "no pending status was reported");
+  fail_unless_equals_string (gst_structure_get_string (g_ptr_array_index
+          (r->tasks, 1), "status"), "pending");
+
+  /* the bytes are the result's, byte for byte */
+  got = read_file (path);
+  want = http_get (result_url (done, 0));
+  fail_unless (g_bytes_get_size (got) > 1000);
+  fail_unless (g_bytes_equal (got, want));
+
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  fail_unless (sim_stat (sim, "cdn_requests") >= 1);
+  fail_unless_equals_int (sim_stat (sim, "cdn_auth_headers"), 0);
+  g_unlink (path);
+}
+
+GST_END_TEST;
+
+/* The launch line of the README: demux, parse, remux; then check the video */
+GST_START_TEST (test_v1_remux_keeps_ratio)
+{
+  g_autofree gchar *path = temp_path ("grokimagine-test-remux.mp4");
+  g_autofree gchar *tail = g_strdup_printf ("qtdemux ! h264parse ! mp4mux ! "
+      "filesink location=%s", path);
+  g_autoptr (Run) r = run_src ("prompt=\"a lighthouse at dusk\" ratio=16:9",
+      tail);
+  g_autoptr (GstElement) check = NULL;
+  g_autoptr (GstSample) sample = NULL;
+  g_autofree gchar *desc = NULL;
+  GstStructure *s;
+  gint w = 0, h = 0;
+
+  assert_ok (r);
+  desc = g_strdup_printf ("filesrc location=%s ! qtdemux ! h264parse ! "
+      "avdec_h264 ! appsink name=out sync=false", path);
+  check = gst_parse_launch (desc, NULL);
+  gst_element_set_state (check, GST_STATE_PLAYING);
+  g_signal_emit_by_name (gst_bin_get_by_name (GST_BIN (check), "out"),
+      "try-pull-preroll", 10 * GST_SECOND, &sample);
+  fail_unless (sample != NULL, "the saved file does not decode");
+  s = gst_caps_get_structure (gst_sample_get_caps (sample), 0);
+  fail_unless (gst_structure_get_int (s, "width", &w));
+  fail_unless (gst_structure_get_int (s, "height", &h));
+  fail_unless (w * 9 == h * 16, "%dx%d is not 16:9", w, h);
+  gst_element_set_state (check, GST_STATE_NULL);
+  g_unlink (path);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_decodebin_plays)
+{
+  g_autoptr (Run) r = run_src ("prompt=\"a quiet lake\"",
+      "decodebin ! videoconvert ! fakesink");
+
+  assert_ok (r);
+  /* typefind pulls, then decodebin switches to push: start() runs twice,
+   * the job is paid for once */
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
+static void
+check_grok5_model (const gchar * props, const gchar * tail, gint64 credits)
+{
+  g_autofree gchar *all = g_strdup_printf ("api=grok5imagine %s", props);
+  g_autoptr (Run) r = run_src (all, tail);
+  const GstStructure *done;
+  gint64 got = -1;
+
+  assert_ok (r);
+  done = last_task (r);
+  fail_unless_equals_string (gst_structure_get_string (done, "api"),
+      "grok5imagine");
+  fail_unless_equals_string (gst_structure_get_string (done, "raw-status"),
+      "SUCCESS");
+  fail_unless (gst_structure_get_int64 (done, "consumed-credits", &got));
+  fail_unless_equals_int (got, credits);
+  fail_unless_equals_int (sim_stat (sim, "cdn_auth_headers"), 0);
+}
+
+GST_START_TEST (test_grok5_text_to_video)
+{
+  /* typefinding gives the caps: a capsfilter would not negotiate otherwise */
+  check_grok5_model ("prompt=\"a dragon\"",
+      "capsfilter caps=video/quicktime ! qtdemux ! h264parse ! fakesink", 24);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_grok5_text_to_image)
+{
+  check_grok5_model ("model=text-to-image prompt=\"a dragon\"",
+      "capsfilter caps=image/png ! pngdec ! fakesink", 5);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_grok5_image_to_video)
+{
+  check_grok5_model ("model=image-to-video "
+      "images=\"<https://img.example/cat.png,https://img.example/dog.png>\"",
+      "qtdemux ! fakesink", 24);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_grok5_upscale)
+{
+  g_autofree gchar *earlier = sim_create_task (sim, "{\"api\": \"grok5\", "
+      "\"model\": \"grok-imagine/text-to-video\", \"input\": "
+      "{\"prompt\": \"a cat\"}}");
+  g_autofree gchar *props = NULL;
+
+  fail_unless (earlier != NULL);
+  props = g_strdup_printf ("model=upscale input-task-id=%s", earlier);
+  check_grok5_model (props, "qtdemux ! fakesink", 12);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_result_index)
+{
+  g_autofree gchar *path = temp_path ("grokimagine-test-index.mp4");
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", path);
+  g_autoptr (Run) r = run_src ("prompt=\"two takes\" result-index=1", tail);
+  g_autoptr (Run) r2 = NULL;
+  g_autoptr (GBytes) got = NULL, want = NULL;
+
+  assert_ok (r);
+  got = read_file (path);
+  want = http_get (result_url (last_task (r), 1));
+  fail_unless (g_bytes_equal (got, want));
+  g_unlink (path);
+
+  r2 = run_src ("prompt=\"two takes\" result-index=2", "fakesink");
+  assert_error (r2, GST_RESOURCE_ERROR_SETTINGS, "result-index is 2");
+}
+
+GST_END_TEST;
+
+/* The task this element paid for is reused when it starts again */
+GST_START_TEST (test_restart_reuses_task)
+{
+  g_autofree gchar *desc = src_desc ("prompt=\"once\"");
+  g_autofree gchar *full = g_strdup_printf ("%s ! fakesink", desc);
+  GstElement *pipeline = gst_parse_launch (full, NULL);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  g_autoptr (Run) r1 = run_pipeline (pipeline);
+  g_autoptr (Run) r2 = NULL;
+  g_autofree gchar *task_id = NULL;
+
+  assert_ok (r1);
+  g_object_get (src, "task-id", &task_id, NULL);
+  fail_unless_equals_string (task_id,
+      gst_structure_get_string (last_task (r1), "task-id"));
+  r2 = run_pipeline (pipeline);
+  assert_ok (r2);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+
+  /* a new prompt is a new job */
+  g_object_set (src, "prompt", "twice", NULL);
+  run_free (run_pipeline (pipeline));
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+  gst_object_unref (src);
+  gst_object_unref (pipeline);
+}
+
+GST_END_TEST;
+
+/* --- reattach ------------------------------------------------------------- */
+
+GST_START_TEST (test_reattach_by_task_id)
+{
+  g_autofree gchar *id = sim_create_task (sim, "{\"api\": \"v1\", "
+      "\"mode\": \"fun\", \"prompt\": \"an old job\", \"ratio\": \"1:1\"}");
+  g_autofree gchar *props = g_strdup_printf ("task-id=%s", id);
+  g_autofree gchar *path = temp_path ("grokimagine-test-reattach.mp4");
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", path);
+  g_autoptr (Run) r = NULL;
+  g_autoptr (GBytes) got = NULL, want = NULL;
+
+  fail_unless (id != NULL);
+  r = run_src (props, tail);
+  assert_ok (r);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+  fail_unless (sim_stat (sim, "status_requests") >= 1);
+  fail_unless_equals_string (gst_structure_get_string (last_task (r),
+          "task-id"), id);
+  got = read_file (path);
+  want = http_get (result_url (last_task (r), 0));
+  fail_unless (g_bytes_equal (got, want));
+  g_unlink (path);
+}
+
+GST_END_TEST;
+
+/* --- validation: the state change fails, nothing is sent -------------------- */
+
+static void
+check_invalid (const gchar * props, GstResourceError code,
+    const gchar * needle)
+{
+  g_autoptr (Run) r = run_src (props, "fakesink");
+
+  fail_unless_equals_int (r->start_ret, GST_STATE_CHANGE_FAILURE);
+  assert_error (r, code, needle);
+  fail_unless_equals_int (sim_stat (sim, "api_requests"), 0);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+}
+
+GST_START_TEST (test_validation)
+{
+  g_autofree gchar *long_prompt = g_strnfill (5001, 'x');
+  g_autofree gchar *props = g_strdup_printf ("api=grok5imagine prompt=%s",
+      long_prompt);
+
+  check_invalid ("", GST_RESOURCE_ERROR_SETTINGS, "prompt is empty");
+  check_invalid ("prompt=\"\"", GST_RESOURCE_ERROR_SETTINGS,
+      "prompt is empty");
+  check_invalid ("prompt=x ratio=16x9", GST_RESOURCE_ERROR_SETTINGS,
+      "'16x9'");
+  check_invalid ("prompt=x ratio=0:1", GST_RESOURCE_ERROR_SETTINGS, "ratio");
+  check_invalid ("prompt=x images=\"<not-a-url>\"",
+      GST_RESOURCE_ERROR_SETTINGS, "not-a-url");
+  check_invalid ("api=grok5imagine", GST_RESOURCE_ERROR_SETTINGS,
+      "prompt is empty");
+  check_invalid ("api=grok5imagine model=text-to-image",
+      GST_RESOURCE_ERROR_SETTINGS, "prompt is empty");
+  check_invalid ("api=grok5imagine model=image-to-video prompt=x",
+      GST_RESOURCE_ERROR_SETTINGS, "images");
+  check_invalid ("api=grok5imagine model=upscale",
+      GST_RESOURCE_ERROR_SETTINGS, "input-task-id");
+  check_invalid (props, GST_RESOURCE_ERROR_SETTINGS, "at most 5000");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_missing_key)
+{
+  g_autofree gchar *desc = g_strdup_printf ("grokimaginesrc base-url=%s "
+      "prompt=x ! fakesink", sim_api_url (sim));
+  g_autoptr (Run) r = NULL;
+
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+  r = run_launch (desc);
+  fail_unless_equals_int (r->start_ret, GST_STATE_CHANGE_FAILURE);
+  assert_error (r, GST_RESOURCE_ERROR_NOT_AUTHORIZED, "No API key");
+  fail_unless_equals_int (sim_stat (sim, "api_requests"), 0);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_key_from_environment)
+{
+  g_autofree gchar *desc = g_strdup_printf ("grokimaginesrc base-url=%s "
+      "poll-interval=50 prompt=\"from env\" ! fakesink", sim_api_url (sim));
+  g_autoptr (Run) r = NULL;
+
+  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  r = run_launch (desc);
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+  assert_ok (r);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_bad_base_url)
+{
+  g_autofree gchar *desc = g_strdup ("grokimaginesrc base-url=ftp://x "
+      "api-key=k prompt=x ! fakesink");
+  g_autoptr (Run) r = run_launch (desc);
+
+  fail_unless_equals_int (r->start_ret, GST_STATE_CHANGE_FAILURE);
+  assert_error (r, GST_RESOURCE_ERROR_SETTINGS, "base-url");
+}
+
+GST_END_TEST;
+
+/* --- errors from the API ---------------------------------------------------- */
+
+static void
+check_generate_error (guint status, GstResourceError code,
+    const gchar * needle)
+{
+  g_autofree gchar *faults = g_strdup_printf ("{\"generate_status\": %u}",
+      status);
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+
+  fail_unless (sim_set_faults (sim, faults));
+  r = run_src ("prompt=x", "fakesink");
+  details = assert_error (r, code, needle);
+  assert_http_status (details, status);
+  fail_unless (r->tasks->len == 0, "a task was announced");
+  fail_unless (sim_reset (sim));
+}
+
+GST_START_TEST (test_http_errors)
+{
+  check_generate_error (400, GST_RESOURCE_ERROR_SETTINGS,
+      "The API rejected the settings");
+  check_generate_error (401, GST_RESOURCE_ERROR_NOT_AUTHORIZED,
+      "Not authorized");
+  check_generate_error (402, GST_RESOURCE_ERROR_NOT_AUTHORIZED,
+      "insufficient credits");
+  check_generate_error (500, GST_RESOURCE_ERROR_READ, "HTTP 500");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_wrong_key)
+{
+  g_autofree gchar *desc = g_strdup_printf ("grokimaginesrc base-url=%s "
+      "api-key=wrong-key prompt=x ! fakesink", sim_api_url (sim));
+  g_autoptr (Run) r = run_launch (desc);
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *dbg = NULL;
+  const GstStructure *details;
+
+  details = assert_error (r, GST_RESOURCE_ERROR_NOT_AUTHORIZED,
+      "Not authorized");
+  assert_http_status (details, 401);
+  /* the key is never repeated back */
+  gst_message_parse_error (r->error, &err, &dbg);
+  fail_if (strstr (err->message, "wrong-key") || strstr (dbg, "wrong-key"));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_insufficient_credits)
+{
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+
+  /* the balance is real: a fresh simulator with too few credits */
+  SimProcess *poor;
+  const gchar *args[] = { "--credits", "10", NULL };
+  g_autofree gchar *desc = NULL;
+
+  poor = sim_start (args, NULL);
+  fail_unless (poor != NULL);
+  desc = g_strdup_printf ("grokimaginesrc base-url=%s api-key=" SIM_KEY
+      " api=grok5imagine prompt=x ! fakesink", sim_api_url (poor));
+  r = run_launch (desc);
+  details = assert_error (r, GST_RESOURCE_ERROR_NOT_AUTHORIZED,
+      "insufficient credits");
+  assert_http_status (details, 402);
+  sim_stop (poor);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_status_error_names_task)
+{
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+  const gchar *task_id;
+
+  fail_unless (sim_set_faults (sim, "{\"status_status\": 500}"));
+  r = run_src ("prompt=x", "fakesink");
+  details = assert_error (r, GST_RESOURCE_ERROR_READ, "HTTP 500");
+  assert_http_status (details, 500);
+  task_id = gst_structure_get_string (details, "task-id");
+  fail_unless (task_id != NULL);
+  fail_unless_equals_string (task_id,
+      gst_structure_get_string (last_task (r), "task-id"));
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_failed_task)
+{
+  const gchar *why = "Inappropriate content, please try another prompt.";
+  g_autofree gchar *faults = g_strdup_printf ("{\"fail_tasks\": \"%s\"}", why);
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+
+  fail_unless (sim_set_faults (sim, faults));
+  r = run_src ("prompt=x", "fakesink");
+  details = assert_error (r, GST_RESOURCE_ERROR_FAILED, why);
+  fail_unless (gst_structure_get_string (details, "task-id") != NULL);
+  fail_unless_equals_string (gst_structure_get_string (last_task (r),
+          "status"), "failed");
+  fail_unless_equals_string (gst_structure_get_string (last_task (r),
+          "error-message"), why);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_grok5_failed_task_refunded)
+{
+  g_autoptr (Run) r = NULL;
+  gint64 credits = -1;
+
+  fail_unless (sim_set_faults (sim, "{\"fail_tasks\": \"grok imagine build "
+          "failed\"}"));
+  r = run_src ("api=grok5imagine prompt=x", "fakesink");
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "grok imagine build failed");
+  fail_unless (gst_structure_get_int64 (last_task (r), "consumed-credits",
+          &credits));
+  fail_unless_equals_int (credits, 0);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_timeout_names_task)
+{
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+  g_autofree gchar *hint = NULL;
+  const gchar *task_id;
+
+  fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 60000}"));
+  r = run_src ("prompt=x timeout=1", "fakesink");
+  details = assert_error (r, GST_RESOURCE_ERROR_FAILED, "did not finish");
+  task_id = gst_structure_get_string (details, "task-id");
+  fail_unless (task_id != NULL);
+  hint = g_strdup_printf ("task-id=%s", task_id);
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, hint);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_unreachable_host)
+{
+  g_autoptr (Run) r = run_launch ("grokimaginesrc base-url=http://127.0.0.1:9 "
+      "api-key=k prompt=x ! fakesink");
+
+  assert_error (r, GST_RESOURCE_ERROR_OPEN_READ, "127.0.0.1:9");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_bad_answers)
+{
+  g_autoptr (Run) r1 = NULL, r2 = NULL, r3 = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"malformed_json\": \"generate\"}"));
+  r1 = run_src ("prompt=x", "fakesink");
+  assert_error (r1, GST_RESOURCE_ERROR_READ, "not valid JSON");
+  fail_unless (sim_reset (sim));
+
+  fail_unless (sim_set_faults (sim, "{\"malformed_json\": \"status\"}"));
+  r2 = run_src ("prompt=x", "fakesink");
+  assert_error (r2, GST_RESOURCE_ERROR_READ, "not valid JSON");
+  fail_unless (sim_reset (sim));
+
+  fail_unless (sim_set_faults (sim, "{\"empty_results\": true}"));
+  r3 = run_src ("prompt=x", "fakesink");
+  assert_error (r3, GST_RESOURCE_ERROR_READ, "without any result URL");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_unknown_status_keeps_polling)
+{
+  g_autoptr (Run) r = NULL;
+  gboolean saw_queued = FALSE;
+  guint i;
+
+  fail_unless (sim_set_faults (sim, "{\"status_value\": \"queued\"}"));
+  r = run_src ("prompt=x", "fakesink");
+  assert_ok (r);
+  for (i = 0; i < r->tasks->len; i++) {
+    const GstStructure *s = g_ptr_array_index (r->tasks, i);
+
+    if (!g_strcmp0 (gst_structure_get_string (s, "raw-status"), "queued")) {
+      saw_queued = TRUE;
+      fail_unless_equals_string (gst_structure_get_string (s, "status"),
+          "pending");
+    }
+  }
+  fail_unless (saw_queued);
+}
+
+GST_END_TEST;
+
+/* --- seeking a large moov-at-end MP4 --------------------------------------- */
+
+static void
+wait_for (GstElement * pipeline, GstMessageType type)
+{
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg = gst_bus_timed_pop_filtered (bus, RUN_TIMEOUT_S *
+      GST_SECOND, type | GST_MESSAGE_ERROR);
+
+  fail_unless (msg != NULL, "timed out");
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    g_autoptr (GError) err = NULL;
+
+    gst_message_parse_error (msg, &err, NULL);
+    fail ("error: %s", err->message);
+  }
+  gst_message_unref (msg);
+  gst_object_unref (bus);
+}
+
+static void
+check_seek_large (const gchar * demux)
+{
+  g_autofree gchar *src = src_desc ("prompt=\"a long take\" ratio=16:9");
+  g_autofree gchar *desc = g_strdup_printf ("%s ! %s ! fakesink sync=false",
+      src, demux);
+  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *el = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  gint64 duration = 0, size = 0;
+  g_autofree gchar *range = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"large_results\": true}"));
+  gst_element_set_state (pipeline, GST_STATE_PAUSED);
+  wait_for (pipeline, GST_MESSAGE_ASYNC_DONE);
+
+  fail_unless (gst_element_query_duration (el, GST_FORMAT_BYTES, &size));
+  fail_unless (size > 10 * 1000 * 1000, "only %" G_GINT64_FORMAT " bytes",
+      size);
+  fail_unless (gst_element_query_duration (pipeline, GST_FORMAT_TIME,
+          &duration));
+  fail_unless (duration > GST_SECOND);
+
+  fail_unless (gst_element_seek_simple (pipeline, GST_FORMAT_TIME,
+          GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_KEY_UNIT, duration / 2));
+  wait_for (pipeline, GST_MESSAGE_ASYNC_DONE);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  wait_for (pipeline, GST_MESSAGE_EOS);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+
+  range = sim_stat_string (sim, "last_range");
+  fail_unless (range != NULL && g_str_has_prefix (range, "bytes="),
+      "no Range request reached the result host");
+  fail_unless_equals_int (sim_stat (sim, "cdn_auth_headers"), 0);
+  gst_object_unref (el);
+  gst_object_unref (pipeline);
+}
+
+GST_START_TEST (test_seek_large_moov_at_end_pull)
+{
+  check_seek_large ("qtdemux");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_seek_large_moov_at_end_push)
+{
+  /* the queue makes qtdemux run in push mode: seeks become Range requests */
+  check_seek_large ("queue ! qtdemux");
+}
+
+GST_END_TEST;
+
+/* --- set_state(NULL) is prompt at every stage -------------------------------- */
+
+static gboolean
+task_status_seen (GstBus * bus, const gchar * status)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  while (g_get_monotonic_time () < end) {
+    g_autoptr (GstMessage) msg = gst_bus_timed_pop_filtered (bus,
+        100 * GST_MSECOND, GST_MESSAGE_ELEMENT);
+    const GstStructure *s = msg ? gst_message_get_structure (msg) : NULL;
+
+    if (s && gst_structure_has_name (s, "grokimagine-task") &&
+        !g_strcmp0 (gst_structure_get_string (s, "status"), status))
+      return TRUE;
+  }
+  return FALSE;
+}
+
+static gboolean
+stat_reaches (const gchar * name, gint64 value)
+{
+  gint i;
+
+  for (i = 0; i < 200; i++) {
+    if (sim_stat (sim, name) >= value)
+      return TRUE;
+    g_usleep (20 * 1000);
+  }
+  return FALSE;
+}
+
+/* @stage: "post" (the POST hangs), "poll" (a poll hangs), "wait" (between
+ * polls) */
+static void
+check_prompt_stop (const gchar * stage)
+{
+  g_autofree gchar *src = src_desc ("prompt=x poll-interval=5000");
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gint64 t0, elapsed;
+
+  fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 60000}"));
+  if (g_str_equal (stage, "post"))
+    fail_unless (sim_set_faults (sim, "{\"response_delay_ms\": 20000}"));
+
+  fail_unless_equals_int (gst_element_set_state (pipeline,
+          GST_STATE_PLAYING), GST_STATE_CHANGE_ASYNC);
+  if (g_str_equal (stage, "post")) {
+    fail_unless (stat_reaches ("generate_requests", 1));
+  } else {
+    fail_unless (task_status_seen (bus, "pending"));
+    if (g_str_equal (stage, "poll")) {
+      gint64 polls = sim_stat (sim, "status_requests");
+
+      fail_unless (sim_set_faults (sim, "{\"response_delay_ms\": 20000}"));
+      /* the next poll, 5 s later, hangs: wait till it is under way */
+      fail_unless (stat_reaches ("status_requests", polls + 1) ||
+          stat_reaches ("status_requests", polls + 1));
+    }
+  }
+  g_usleep (50 * 1000);
+
+  t0 = g_get_monotonic_time ();
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  elapsed = (g_get_monotonic_time () - t0) / 1000;
+  fail_unless (elapsed < 200, "set_state(NULL) during the %s took %"
+      G_GINT64_FORMAT " ms", stage, elapsed);
+
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+}
+
+GST_START_TEST (test_stop_during_post)
+{
+  check_prompt_stop ("post");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_stop_during_poll)
+{
+  check_prompt_stop ("poll");
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_stop_between_polls)
+{
+  check_prompt_stop ("wait");
+}
+
+GST_END_TEST;
+
+/* set_state(PAUSED) never blocks for the job: it returns ASYNC at once */
+GST_START_TEST (test_paused_is_async)
+{
+  g_autofree gchar *src = src_desc ("prompt=x");
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+  GstElement *pipeline = gst_parse_launch (desc, NULL);
+
+  fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 60000, "
+          "\"response_delay_ms\": 20000}"));
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_ASYNC);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (pipeline);
+}
+
+GST_END_TEST;
+
+static void
+start_simulator (void)
+{
+  const gchar *args[] = { "--job-duration", "300", NULL };
+  g_autoptr (GError) err = NULL;
+
+  sim = sim_start (args, &err);
+  fail_unless (sim != NULL, "cannot start the simulator: %s",
+      err ? err->message : "?");
+}
+
+static void
+stop_simulator (void)
+{
+  g_clear_pointer (&sim, sim_stop);
+}
+
+static Suite *
+grokimaginesrc_suite (void)
+{
+  Suite *s = suite_create ("grokimaginesrc");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_set_timeout (tc, 120);
+  tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
+  tcase_add_checked_fixture (tc, setup, NULL);
+  tcase_add_test (tc, test_v1_video_streams_result_bytes);
+  tcase_add_test (tc, test_v1_remux_keeps_ratio);
+  tcase_add_test (tc, test_decodebin_plays);
+  tcase_add_test (tc, test_grok5_text_to_video);
+  tcase_add_test (tc, test_grok5_text_to_image);
+  tcase_add_test (tc, test_grok5_image_to_video);
+  tcase_add_test (tc, test_grok5_upscale);
+  tcase_add_test (tc, test_result_index);
+  tcase_add_test (tc, test_restart_reuses_task);
+  tcase_add_test (tc, test_reattach_by_task_id);
+  tcase_add_test (tc, test_validation);
+  tcase_add_test (tc, test_missing_key);
+  tcase_add_test (tc, test_key_from_environment);
+  tcase_add_test (tc, test_bad_base_url);
+  tcase_add_test (tc, test_http_errors);
+  tcase_add_test (tc, test_wrong_key);
+  tcase_add_test (tc, test_insufficient_credits);
+  tcase_add_test (tc, test_status_error_names_task);
+  tcase_add_test (tc, test_failed_task);
+  tcase_add_test (tc, test_grok5_failed_task_refunded);
+  tcase_add_test (tc, test_timeout_names_task);
+  tcase_add_test (tc, test_unreachable_host);
+  tcase_add_test (tc, test_bad_answers);
+  tcase_add_test (tc, test_unknown_status_keeps_polling);
+  tcase_add_test (tc, test_seek_large_moov_at_end_pull);
+  tcase_add_test (tc, test_seek_large_moov_at_end_push);
+  tcase_add_test (tc, test_stop_during_post);
+  tcase_add_test (tc, test_stop_during_poll);
+  tcase_add_test (tc, test_stop_between_polls);
+  tcase_add_test (tc, test_paused_is_async);
+  return s;
+}
+
+GST_CHECK_MAIN (grokimaginesrc);
