@@ -219,23 +219,23 @@ GST_START_TEST (test_v1_video_streams_result_bytes)
   g_autoptr (Run) r = run_src ("prompt=\"a red fox running through snow\" "
       "ratio=16:9", tail);
   g_autoptr (GBytes) got = NULL, want = NULL;
-  const GstStructure *first, *done;
+  const GstStructure *submitted, *done;
   gint64 credits = 0;
 
   assert_ok (r);
   /* the task message: submitted first, then every change, then completed */
-  first = g_ptr_array_index (r->tasks, 0);
-  fail_unless_equals_string (gst_structure_get_string (first, "status"),
+  submitted = g_ptr_array_index (r->tasks, 0);
+  fail_unless_equals_string (gst_structure_get_string (submitted, "status"),
       "submitted");
-  fail_unless (g_str_has_prefix (gst_structure_get_string (first, "task-id"),
+  fail_unless (g_str_has_prefix (gst_structure_get_string (submitted, "task-id"),
           "task_"));
-  fail_unless_equals_string (gst_structure_get_string (first, "api"),
+  fail_unless_equals_string (gst_structure_get_string (submitted, "api"),
       "grokimagineapi");
   done = last_task (r);
   fail_unless_equals_string (gst_structure_get_string (done, "status"),
       "completed");
   fail_unless_equals_string (gst_structure_get_string (done, "task-id"),
-      gst_structure_get_string (first, "task-id"));
+      gst_structure_get_string (submitted, "task-id"));
   fail_unless (gst_structure_get_int64 (done, "consumed-credits", &credits));
   fail_unless_equals_int (credits, 40);
   fail_unless (r->tasks->len >= 3, "no pending status was reported");

@@ -1,0 +1,1980 @@
+/* grokimagine-sim: a local simulator of the two Grok Imagine HTTP APIs
+ *
+ * One origin serves both API dialects (grokimagineapi "v1" and
+ * grok5imagine), a second origin plays the CDN and serves real MP4/PNG
+ * results rendered with GStreamer. Faults can be injected and counters
+ * inspected through the /_sim/ control endpoints of the API origin.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+#include <gst/gst.h>
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+
+#define V1_CREDITS 40
+#define MAX_PROMPT_CHARS 5000
+#define OVERLAY_MAX_CHARS 100
+#define VIDEO_SHORT_SIDE 180
+#define LARGE_SHORT_SIDE 480
+#define MAX_LONG_SIDE 1920
+#define IMAGE_SIZE 320
+#define VIDEO_FRAMES 50         /* 2 s at 25 fps */
+#define LARGE_MIN_PIXELS (480 * 480 * 50)       /* > 10.5 MB of noise */
+#define RATE_WINDOW_S 60
+#define RENDER_TIMEOUT_S 120
+
+#define SIM_ERROR (g_quark_from_static_string ("grokimagine-sim-error"))
+
+typedef enum
+{
+  API_V1,
+  API_GROK5
+} ApiKind;
+
+typedef enum
+{
+  RESULT_VIDEO,
+  RESULT_IMAGE
+} ResultKind;
+
+typedef enum
+{
+  TASK_PENDING,
+  TASK_PROCESSING,
+  TASK_DONE,
+  TASK_FAILED
+} TaskState;
+
+typedef enum
+{
+  RENDER_BUSY,
+  RENDER_READY,
+  RENDER_FAILED
+} RenderState;
+
+typedef struct
+{
+  gint generate_status;
+  gint status_status;
+  gchar *fail_tasks;
+  gint job_duration_ms;
+  gint response_delay_ms;
+  gint64 drop_download_at;
+  gchar *malformed_json;
+  gboolean large_results;
+  gboolean empty_results;
+  gchar *status_value;
+  gint fault_count;
+  gint rate_limit;
+} Faults;
+
+typedef struct
+{
+  gint64 generate_requests;
+  gint64 accepted_submits;
+  gint64 status_requests;
+  gint64 cdn_requests;
+  gint64 cdn_auth_headers;
+  gint64 api_requests;
+  gchar *last_range;
+} Stats;
+
+typedef struct
+{
+  gint64 reset_at;              /* unix seconds */
+  gint count;
+} RateWindow;
+
+typedef struct
+{
+  ResultKind kind;
+  gchar *text;
+  gint width, height;
+  gboolean large;
+  RenderState state;            /* only touched by the main thread */
+  GBytes *data;                 /* written by the worker before it reports */
+  gchar *error;
+} Render;
+
+typedef struct
+{
+  gchar *id;
+  ApiKind api;
+  gchar *prompt;
+  JsonNode *request;
+  gchar *created_at;
+  gint64 created_us;            /* monotonic */
+  gint duration_ms;
+  gint credits;
+  gboolean charged;
+  gchar *fail_message;
+  gchar *error_message;
+  gboolean empty_results;
+  TaskState state;
+  Render *render;
+  const gchar *names[3];
+} Task;
+
+static struct
+{
+  gint port, cdn_port;
+  gchar *key;
+  gint64 initial_credits;
+  gboolean exit_on_stdin_eof, verbose;
+  Faults cli;
+
+  Faults faults;
+  gint generate_left, status_left, malformed_left;
+  Stats stats;
+  gint64 credits;
+  RateWindow api_rate, cdn_rate;
+  gchar *cdn_base;
+  GHashTable *tasks;
+  GHashTable *renders;
+  GThreadPool *pool;
+  GList *delayed;
+  GMainLoop *loop;
+} sim;
+
+static gint shutting_down;
+
+/* ------------------------------------------------------------------ */
+/* Faults */
+
+static void
+faults_clear (Faults * f)
+{
+  g_clear_pointer (&f->fail_tasks, g_free);
+  g_clear_pointer (&f->malformed_json, g_free);
+  g_clear_pointer (&f->status_value, g_free);
+}
+
+static void
+faults_copy (Faults * dst, const Faults * src)
+{
+  faults_clear (dst);
+  *dst = *src;
+  dst->fail_tasks = g_strdup (src->fail_tasks);
+  dst->malformed_json = g_strdup (src->malformed_json);
+  dst->status_value = g_strdup (src->status_value);
+}
+
+static void
+faults_arm (void)
+{
+  sim.generate_left = sim.status_left = sim.malformed_left =
+      sim.faults.fault_count;
+}
+
+/* Whether a count-limited fault hits this request; switches it off once
+ * its budget is used up. */
+static gboolean
+fault_take (gint * left)
+{
+  if (*left == 0)
+    return FALSE;
+  if (*left > 0)
+    *left -= 1;
+  if (*left == 0) {
+    if (left == &sim.generate_left)
+      sim.faults.generate_status = 0;
+    else if (left == &sim.status_left)
+      sim.faults.status_status = 0;
+    else
+      g_clear_pointer (&sim.faults.malformed_json, g_free);
+  }
+  return TRUE;
+}
+
+static void
+sim_reset_state (void)
+{
+  faults_copy (&sim.faults, &sim.cli);
+  faults_arm ();
+  g_clear_pointer (&sim.stats.last_range, g_free);
+  memset (&sim.stats, 0, sizeof (sim.stats));
+  memset (&sim.api_rate, 0, sizeof (sim.api_rate));
+  memset (&sim.cdn_rate, 0, sizeof (sim.cdn_rate));
+  sim.credits = sim.initial_credits;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rendering */
+
+static gboolean
+run_pipeline (const gchar * desc, const gchar * text, const gchar * path,
+    GError ** error)
+{
+  g_autoptr (GstElement) pipeline = NULL;
+  g_autoptr (GstElement) overlay = NULL;
+  g_autoptr (GstElement) sink = NULL;
+  g_autoptr (GstBus) bus = NULL;
+  gint64 deadline = g_get_monotonic_time () + RENDER_TIMEOUT_S * G_USEC_PER_SEC;
+  gboolean ok = FALSE;
+
+  pipeline = gst_parse_launch (desc, error);
+  if (!pipeline)
+    return FALSE;
+  gst_object_ref_sink (pipeline);
+  if (error && *error)
+    return FALSE;
+
+  overlay = gst_bin_get_by_name (GST_BIN (pipeline), "overlay");
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  g_object_set (overlay, "text", text, NULL);
+  g_object_set (sink, "location", path, NULL);
+
+  bus = gst_element_get_bus (pipeline);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+
+  /* a failing state change also posts an error message */
+  for (;;) {
+    g_autoptr (GstMessage) m = gst_bus_timed_pop_filtered (bus,
+        100 * GST_MSECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+
+    if (g_atomic_int_get (&shutting_down)) {
+      g_set_error (error, SIM_ERROR, 500, "shutting down");
+      break;
+    }
+    if (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS) {
+      ok = TRUE;
+      break;
+    }
+    if (m) {
+      gst_message_parse_error (m, error, NULL);
+      break;
+    }
+    if (g_get_monotonic_time () > deadline) {
+      g_set_error (error, SIM_ERROR, 500, "rendering timed out");
+      break;
+    }
+  }
+
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  return ok;
+}
+
+static GBytes *
+render_run (Render * r, GError ** error)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *desc = NULL;
+  g_autofree gchar *text = NULL;
+  g_autofree gchar *shown = NULL;
+  gchar *contents = NULL;
+  gsize length = 0;
+  gint font = MAX (8, r->height / 12);
+  gboolean ok;
+  gint fd;
+
+  fd = g_file_open_tmp (r->kind == RESULT_VIDEO ?
+      "grokimagine-sim-XXXXXX.mp4" : "grokimagine-sim-XXXXXX.png", &path,
+      error);
+  if (fd < 0)
+    return NULL;
+  close (fd);
+
+  if (g_utf8_strlen (r->text, -1) > OVERLAY_MAX_CHARS) {
+    g_autofree gchar *head = g_utf8_substring (r->text, 0, OVERLAY_MAX_CHARS);
+    shown = g_strconcat (head, "…", NULL);
+  } else {
+    shown = g_strdup (r->text);
+  }
+  text = g_markup_escape_text (shown, -1);
+
+  if (r->kind == RESULT_IMAGE) {
+    desc = g_strdup_printf ("videotestsrc num-buffers=1 pattern=smpte "
+        "! video/x-raw,width=%d,height=%d "
+        "! textoverlay name=overlay valignment=center halignment=center "
+        "shaded-background=true font-desc=\"Sans %d\" "
+        "! videoconvert ! pngenc ! filesink name=sink",
+        r->width, r->height, font);
+  } else {
+    gint frames = VIDEO_FRAMES;
+
+    /* noise does not compress: enough pixels make the file big */
+    if (r->large)
+      frames = MAX (frames, LARGE_MIN_PIXELS / (r->width * r->height) + 1);
+    desc = g_strdup_printf ("videotestsrc num-buffers=%d pattern=%s "
+        "horizontal-speed=%d ! video/x-raw,format=I420,width=%d,height=%d,"
+        "framerate=25/1 ! textoverlay name=overlay valignment=center "
+        "halignment=center shaded-background=true font-desc=\"Sans %d\" "
+        "! x264enc speed-preset=ultrafast key-int-max=25 %s "
+        "! mp4mux faststart=false ! filesink name=sink", frames,
+        r->large ? "snow" : "smpte", r->large ? 0 : 4, r->width, r->height,
+        font, r->large ? "pass=quant quantizer=4" : "");
+  }
+
+  ok = run_pipeline (desc, text, path, error);
+  if (ok)
+    ok = g_file_get_contents (path, &contents, &length, error);
+  g_unlink (path);
+
+  return ok ? g_bytes_new_take (contents, length) : NULL;
+}
+
+static gboolean
+render_finished (gpointer data)
+{
+  Render *r = data;
+
+  r->state = r->data ? RENDER_READY : RENDER_FAILED;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+render_thread (gpointer data, gpointer user_data)
+{
+  Render *r = data;
+  g_autoptr (GError) error = NULL;
+  gint64 start = g_get_monotonic_time ();
+
+  r->data = render_run (r, &error);
+  if (g_atomic_int_get (&shutting_down))
+    return;
+  if (!r->data) {
+    r->error = g_strdup (error ? error->message : "unknown error");
+    g_printerr ("grokimagine-sim: render %dx%d failed: %s\n", r->width,
+        r->height, r->error);
+  } else if (sim.verbose) {
+    g_printerr ("grokimagine-sim: rendered %s %dx%d%s, %" G_GSIZE_FORMAT
+        " bytes in %.2f s\n", r->kind == RESULT_VIDEO ? "video" : "image",
+        r->width, r->height, r->large ? " (large)" : "",
+        g_bytes_get_size (r->data),
+        (g_get_monotonic_time () - start) / (gdouble) G_USEC_PER_SEC);
+  }
+  g_idle_add (render_finished, r);
+}
+
+static Render *
+render_request (ResultKind kind, const gchar * text, gint width, gint height,
+    gboolean large)
+{
+  g_autofree gchar *key = g_strdup_printf ("%c:%dx%d:%d:%s",
+      kind == RESULT_VIDEO ? 'v' : 'i', width, height, large, text);
+  Render *r = g_hash_table_lookup (sim.renders, key);
+
+  if (r)
+    return r;
+
+  r = g_new0 (Render, 1);
+  r->kind = kind;
+  r->text = g_strdup (text);
+  r->width = width;
+  r->height = height;
+  r->large = large;
+  r->state = RENDER_BUSY;
+  g_hash_table_insert (sim.renders, g_steal_pointer (&key), r);
+  g_thread_pool_push (sim.pool, r, NULL);
+  return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tasks */
+
+static gint
+even (gdouble v)
+{
+  return MAX (2, 2 * (gint) (v / 2 + 0.5));
+}
+
+static void
+ratio_size (guint rw, guint rh, gint short_side, gint * width, gint * height)
+{
+  gdouble r = (gdouble) MAX (rw, rh) / MIN (rw, rh);
+  gint long_side = even (short_side * r);
+
+  if (long_side > MAX_LONG_SIDE) {
+    long_side = MAX_LONG_SIDE;
+    short_side = MAX (16, even (MAX_LONG_SIDE / r));
+  }
+  *width = rw >= rh ? long_side : short_side;
+  *height = rw >= rh ? short_side : long_side;
+}
+
+static gchar *
+task_new_id (ApiKind api)
+{
+  for (;;) {
+    g_autofree gchar *id = NULL;
+
+    if (api == API_V1) {
+      id = g_strdup_printf ("task_%09d",
+          g_random_int_range (100000000, 1000000000));
+    } else {
+      GString *s = g_string_new ("n");
+
+      for (gint i = 0; i < 17; i++)
+        g_string_append_c (s, "0123456789abcdef"[g_random_int_range (0, 16)]);
+      g_string_append (s, "kie");
+      id = g_string_free (s, FALSE);
+    }
+    if (!g_hash_table_contains (sim.tasks, id))
+      return g_steal_pointer (&id);
+  }
+}
+
+/* Creates a task whose result is rendered from @text; @rw:@rh is the
+ * aspect ratio of a video result. Takes @request. */
+static Task *
+task_create (ApiKind api, JsonNode * request, const gchar * prompt,
+    const gchar * text, ResultKind kind, guint rw, guint rh, gint credits,
+    gboolean charged)
+{
+  Task *t = g_new0 (Task, 1);
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  gboolean large = kind == RESULT_VIDEO && sim.faults.large_results;
+  gint w = IMAGE_SIZE, h = IMAGE_SIZE;
+
+  t->id = task_new_id (api);
+  t->api = api;
+  t->prompt = g_strdup (prompt);
+  t->request = request;
+  t->created_at = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
+  t->created_us = g_get_monotonic_time ();
+  t->duration_ms = sim.faults.job_duration_ms;
+  t->credits = credits;
+  t->charged = charged;
+  t->fail_message = g_strdup (sim.faults.fail_tasks);
+  t->empty_results = sim.faults.empty_results;
+  t->state = TASK_PENDING;
+
+  if (api == API_V1) {
+    t->names[0] = "video1.mp4";
+    t->names[1] = "video2.mp4";
+  } else {
+    t->names[0] = kind == RESULT_IMAGE ? "image_001.png" : "video_001.mp4";
+  }
+
+  if (kind == RESULT_VIDEO)
+    ratio_size (rw, rh, large ? LARGE_SHORT_SIDE : VIDEO_SHORT_SIDE, &w, &h);
+  if (!t->fail_message)
+    t->render = render_request (kind, text, w, h, large);
+
+  if (charged && api == API_GROK5)
+    sim.credits -= credits;
+  g_hash_table_insert (sim.tasks, t->id, t);
+  if (sim.verbose)
+    g_printerr ("grokimagine-sim: task %s created (%dx%d%s)\n", t->id, w, h,
+        large ? ", large" : "");
+  return t;
+}
+
+static void
+task_fail (Task * t, const gchar * message)
+{
+  t->state = TASK_FAILED;
+  t->error_message = g_strdup (message);
+  if (t->charged && t->api == API_GROK5)
+    sim.credits += t->credits;
+}
+
+/* Advances @t to the state it has reached by now. A task never completes
+ * before its result is rendered. */
+static void
+task_update (Task * t)
+{
+  gint64 elapsed_ms = (g_get_monotonic_time () - t->created_us) / 1000;
+
+  if (t->state == TASK_DONE || t->state == TASK_FAILED)
+    return;
+
+  if (elapsed_ms >= t->duration_ms) {
+    if (t->fail_message)
+      task_fail (t, t->fail_message);
+    else if (t->render->state == RENDER_READY)
+      t->state = TASK_DONE;
+    else if (t->render->state == RENDER_FAILED)
+      task_fail (t, "grok imagine build failed");
+    else
+      t->state = TASK_PROCESSING;
+  } else if (elapsed_ms * 2 >= t->duration_ms) {
+    t->state = TASK_PROCESSING;
+  }
+}
+
+static Task *
+task_lookup (ApiKind api, const gchar * id)
+{
+  Task *t = id ? g_hash_table_lookup (sim.tasks, id) : NULL;
+
+  if (!t || t->api != api)
+    return NULL;
+  task_update (t);
+  return t;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON helpers and answers */
+
+static gboolean
+node_is_string (JsonNode * node)
+{
+  return JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_STRING;
+}
+
+static gboolean
+node_is_int (JsonNode * node)
+{
+  return JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_INT64;
+}
+
+static gboolean
+node_is_bool (JsonNode * node)
+{
+  return JSON_NODE_HOLDS_VALUE (node) &&
+      json_node_get_value_type (node) == G_TYPE_BOOLEAN;
+}
+
+/* Returns the member @name, or NULL when it is absent or null. */
+static JsonNode *
+member (JsonObject * obj, const gchar * name)
+{
+  JsonNode *node = json_object_get_member (obj, name);
+
+  return node && !JSON_NODE_HOLDS_NULL (node) ? node : NULL;
+}
+
+static gboolean
+is_string_array (JsonNode * node, guint * length)
+{
+  JsonArray *array;
+
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    return FALSE;
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array); i++) {
+    if (!node_is_string (json_array_get_element (array, i)))
+      return FALSE;
+  }
+  *length = json_array_get_length (array);
+  return TRUE;
+}
+
+static JsonNode *
+parse_body (SoupServerMessage * msg, GError ** error)
+{
+  g_autoptr (GBytes) body =
+      soup_message_body_flatten (soup_server_message_get_request_body (msg));
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gsize size;
+  const gchar *data = g_bytes_get_data (body, &size);
+
+  if (!json_parser_load_from_data (parser, data ? data : "", size, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: the body must be a JSON object");
+    return NULL;
+  }
+  return json_node_copy (json_parser_get_root (parser));
+}
+
+static void
+reply_json (SoupServerMessage * msg, guint status, JsonNode * root)
+{
+  gchar *text = json_to_string (root, FALSE);
+  gsize length = strlen (text);
+
+  json_node_unref (root);
+  /* libsoup has no reason phrase for 429 */
+  soup_server_message_set_status (msg, status,
+      status == 429 ? "Too Many Requests" : NULL);
+  soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE,
+      text, length);
+}
+
+static const gchar *
+error_code (guint status)
+{
+  switch (status) {
+    case 400:
+      return "INVALID_REQUEST";
+    case 401:
+      return "UNAUTHORIZED";
+    case 402:
+      return "PAYMENT_REQUIRED";
+    case 403:
+      return "FORBIDDEN";
+    case 404:
+      return "NOT_FOUND";
+    case 405:
+      return "METHOD_NOT_ALLOWED";
+    case 429:
+      return "RATE_LIMITED";
+    default:
+      return status >= 500 ? "INTERNAL_ERROR" : "ERROR";
+  }
+}
+
+static const gchar *
+error_message (guint status)
+{
+  switch (status) {
+    case 400:
+      return "Invalid request: The request could not be processed";
+    case 401:
+      return "Unauthorized: missing or invalid API key";
+    case 402:
+      return "Payment required: insufficient credits";
+    case 404:
+      return "Not found: no such task";
+    case 429:
+      return "Rate limit exceeded: please slow down";
+    case 500:
+      return "Internal server error: please try again later";
+    default:
+      return soup_status_get_phrase (status);
+  }
+}
+
+static void
+reply_error (SoupServerMessage * msg, guint status, const gchar * message)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "code");
+  json_builder_add_int_value (b, status);
+  json_builder_set_member_name (b, "message");
+  json_builder_add_string_value (b, message ? message : error_message (status));
+  json_builder_set_member_name (b, "error");
+  json_builder_add_string_value (b, error_code (status));
+  json_builder_end_object (b);
+
+  if (status == 429 && !soup_message_headers_get_one (headers, "Retry-After"))
+    soup_message_headers_replace (headers, "Retry-After", "1");
+  reply_json (msg, status, json_builder_get_root (b));
+}
+
+static void
+reply_gerror (SoupServerMessage * msg, GError * error)
+{
+  reply_error (msg, error->code, error->message);
+}
+
+/* Wraps @data (taken) in the success envelope. */
+static void
+reply_success (SoupServerMessage * msg, JsonNode * data)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "code");
+  json_builder_add_int_value (b, 200);
+  json_builder_set_member_name (b, "message");
+  json_builder_add_string_value (b, "success");
+  json_builder_set_member_name (b, "data");
+  json_builder_add_value (b, data);
+  json_builder_end_object (b);
+  reply_json (msg, 200, json_builder_get_root (b));
+}
+
+static void
+reply_malformed (SoupServerMessage * msg)
+{
+  static const gchar broken[] =
+      "{\"code\": 200, \"message\": \"success\", \"data\": {\"task_id\": \"";
+
+  soup_server_message_set_status (msg, 200, NULL);
+  soup_server_message_set_response (msg, "application/json",
+      SOUP_MEMORY_STATIC, broken, strlen (broken));
+}
+
+/* Counts the request in @w and sets the rate limit headers; FALSE (and a
+ * 429 answer) when the window is exhausted. */
+static gboolean
+rate_limit (RateWindow * w, SoupServerMessage * msg)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  g_autofree gchar *limit = NULL;
+  g_autofree gchar *remaining = NULL;
+  g_autofree gchar *reset = NULL;
+
+  if (now >= w->reset_at) {
+    w->reset_at = now + RATE_WINDOW_S;
+    w->count = 0;
+  }
+  w->count++;
+  limit = g_strdup_printf ("%d", sim.faults.rate_limit);
+  remaining = g_strdup_printf ("%d", MAX (0, sim.faults.rate_limit - w->count));
+  reset = g_strdup_printf ("%" G_GINT64_FORMAT, w->reset_at);
+  soup_message_headers_replace (headers, "X-RateLimit-Limit", limit);
+  soup_message_headers_replace (headers, "X-RateLimit-Remaining", remaining);
+  soup_message_headers_replace (headers, "X-RateLimit-Reset", reset);
+
+  if (w->count > sim.faults.rate_limit) {
+    g_autofree gchar *retry = g_strdup_printf ("%" G_GINT64_FORMAT,
+        MAX (1, w->reset_at - now));
+
+    soup_message_headers_replace (headers, "Retry-After", retry);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* grokimagineapi (v1) */
+
+static gboolean
+parse_ratio (const gchar * s, guint * rw, guint * rh)
+{
+  g_auto (GStrv) parts = g_strsplit (s, ":", -1);
+  guint64 w, h;
+
+  if (g_strv_length (parts) != 2 ||
+      !g_ascii_string_to_unsigned (parts[0], 10, 1, 10000, &w, NULL) ||
+      !g_ascii_string_to_unsigned (parts[1], 10, 1, 10000, &h, NULL))
+    return FALSE;
+  *rw = w;
+  *rh = h;
+  return TRUE;
+}
+
+static Task *
+v1_create (JsonNode * root, gboolean charged, GError ** error)
+{
+  JsonObject *body = json_node_get_object (root);
+  JsonNode *node;
+  const gchar *prompt;
+  guint rw = 1, rh = 1, n;
+
+  node = member (body, "prompt");
+  if (!node || (node_is_string (node) && !*json_node_get_string (node))) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The prompt parameter is required");
+    return NULL;
+  }
+  if (!node_is_string (node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The prompt parameter must be a string");
+    return NULL;
+  }
+  prompt = json_node_get_string (node);
+
+  node = member (body, "ratio");
+  if (node && (!node_is_string (node) ||
+          !parse_ratio (json_node_get_string (node), &rw, &rh))) {
+    g_set_error (error, SIM_ERROR, 400, "Invalid request: The ratio parameter "
+        "must be W:H with positive integers, e.g. 16:9");
+    return NULL;
+  }
+
+  node = member (body, "mode");
+  if (node && !node_is_string (node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The mode parameter must be a string");
+    return NULL;
+  }
+
+  node = member (body, "images");
+  if (node && !is_string_array (node, &n)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The images parameter must be an array of URLs");
+    return NULL;
+  }
+
+  return task_create (API_V1, json_node_ref (root), prompt, prompt,
+      RESULT_VIDEO, rw, rh, V1_CREDITS, charged);
+}
+
+static void
+v1_generate (SoupServerMessage * msg)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) root = parse_body (msg, &error);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  Task *t;
+
+  if (!root || !(t = v1_create (root, TRUE, &error))) {
+    reply_gerror (msg, error);
+    return;
+  }
+  sim.stats.accepted_submits++;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "task_id");
+  json_builder_add_string_value (b, t->id);
+  json_builder_end_object (b);
+  reply_success (msg, json_builder_get_root (b));
+}
+
+static void
+add_result_urls (JsonBuilder * b, Task * t)
+{
+  json_builder_begin_array (b);
+  if (t->state == TASK_DONE && !t->empty_results) {
+    for (guint i = 0; t->names[i]; i++) {
+      g_autofree gchar *url = g_strdup_printf ("%s/generated/%s/%s",
+          sim.cdn_base, t->id, t->names[i]);
+
+      json_builder_add_string_value (b, url);
+    }
+  }
+  json_builder_end_array (b);
+}
+
+static const gchar *
+task_status_string (Task * t)
+{
+  static const gchar *v1[] = { "pending", "processing", "completed", "failed" };
+  static const gchar *grok5[] =
+      { "IN_PROGRESS", "IN_PROGRESS", "SUCCESS", "FAILED" };
+
+  if (sim.faults.status_value &&
+      (t->state == TASK_PENDING || t->state == TASK_PROCESSING))
+    return sim.faults.status_value;
+  return t->api == API_V1 ? v1[t->state] : grok5[t->state];
+}
+
+static void
+v1_status (SoupServerMessage * msg, const gchar * id)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  Task *t = task_lookup (API_V1, id);
+
+  if (!t) {
+    g_autofree gchar *message = g_strdup_printf ("Task not found: %s", id);
+
+    reply_error (msg, 404, message);
+    return;
+  }
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "consumed_credits");
+  json_builder_add_int_value (b, t->credits);
+  json_builder_set_member_name (b, "created_at");
+  json_builder_add_string_value (b, t->created_at);
+  json_builder_set_member_name (b, "status");
+  json_builder_add_string_value (b, task_status_string (t));
+  json_builder_set_member_name (b, "task_id");
+  json_builder_add_string_value (b, t->id);
+  json_builder_set_member_name (b, "error_message");
+  if (t->state == TASK_FAILED)
+    json_builder_add_string_value (b, t->error_message);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "request");
+  json_builder_add_value (b, json_node_copy (t->request));
+  json_builder_set_member_name (b, "response");
+  add_result_urls (b, t);
+  json_builder_end_object (b);
+  reply_success (msg, json_builder_get_root (b));
+}
+
+/* ------------------------------------------------------------------ */
+/* grok5imagine */
+
+static const struct
+{
+  const gchar *model;
+  gint credits;
+} grok5_models[] = {
+  {"grok-imagine/text-to-image", 5},
+  {"grok-imagine/text-to-video", 24},
+  {"grok-imagine/image-to-video", 24},
+  {"grok-imagine/upscale", 12},
+};
+
+enum
+{ MODEL_T2I, MODEL_T2V, MODEL_I2V, MODEL_UPSCALE };
+
+static Task *
+grok5_create (JsonNode * root, gboolean charged, GError ** error)
+{
+  JsonObject *body = json_node_get_object (root);
+  JsonObject *input;
+  JsonNode *node, *prompt_node, *urls_node, *task_node;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  const gchar *model = grok5_models[MODEL_T2I].model;
+  const gchar *prompt = NULL, *text;
+  Task *parent = NULL;
+  gint kind = -1;
+  guint n_urls = 0;
+
+  node = member (body, "model");
+  if (node && node_is_string (node))
+    model = json_node_get_string (node);
+  for (guint i = 0; i < G_N_ELEMENTS (grok5_models); i++) {
+    if (g_str_equal (model, grok5_models[i].model))
+      kind = i;
+  }
+  if ((node && !node_is_string (node)) || kind < 0) {
+    g_set_error (error, SIM_ERROR, 400, "Invalid request: unknown model, "
+        "use grok-imagine/text-to-image, grok-imagine/text-to-video, "
+        "grok-imagine/image-to-video or grok-imagine/upscale");
+    return NULL;
+  }
+
+  node = member (body, "input");
+  if (!node || !JSON_NODE_HOLDS_OBJECT (node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The input parameter is required");
+    return NULL;
+  }
+  input = json_node_get_object (node);
+
+  prompt_node = member (input, "prompt");
+  if (prompt_node && !node_is_string (prompt_node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: input.prompt must be a string");
+    return NULL;
+  }
+  if (prompt_node)
+    prompt = json_node_get_string (prompt_node);
+  if ((kind == MODEL_T2I || kind == MODEL_T2V) && (!prompt || !*prompt)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The prompt parameter is required");
+    return NULL;
+  }
+  if (prompt && g_utf8_strlen (prompt, -1) > MAX_PROMPT_CHARS) {
+    g_set_error (error, SIM_ERROR, 400, "Invalid request: The prompt "
+        "parameter must be at most %d characters", MAX_PROMPT_CHARS);
+    return NULL;
+  }
+
+  urls_node = member (input, "image_urls");
+  if (urls_node && !is_string_array (urls_node, &n_urls)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: input.image_urls must be an array of URLs");
+    return NULL;
+  }
+  if (kind == MODEL_I2V && n_urls == 0) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The image_urls parameter is required");
+    return NULL;
+  }
+
+  task_node = member (input, "task_id");
+  if (task_node && !node_is_string (task_node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: input.task_id must be a string");
+    return NULL;
+  }
+  if (kind == MODEL_UPSCALE && !task_node) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The task_id parameter is required");
+    return NULL;
+  }
+  if (task_node && (kind == MODEL_UPSCALE || kind == MODEL_I2V)) {
+    parent = task_lookup (API_GROK5, json_node_get_string (task_node));
+    if (!parent) {
+      g_set_error (error, SIM_ERROR, 400, "Invalid request: unknown task_id %s",
+          json_node_get_string (task_node));
+      return NULL;
+    }
+  }
+
+  node = member (body, "callback_url");
+  if (node && !node_is_string (node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: callback_url must be a string");
+    return NULL;
+  }
+  node = member (body, "public");
+  if (node && !node_is_bool (node)) {
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: public must be a boolean");
+    return NULL;
+  }
+
+  if (charged && sim.credits < grok5_models[kind].credits) {
+    g_set_error (error, SIM_ERROR, 402, "Payment required: the task needs %d "
+        "credits, the balance is %" G_GINT64_FORMAT,
+        grok5_models[kind].credits, sim.credits);
+    return NULL;
+  }
+
+  /* the sanitised copy: known members only, default model filled in */
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "model");
+  json_builder_add_string_value (b, model);
+  json_builder_set_member_name (b, "input");
+  json_builder_begin_object (b);
+  if (prompt_node) {
+    json_builder_set_member_name (b, "prompt");
+    json_builder_add_string_value (b, prompt);
+  }
+  if (urls_node) {
+    json_builder_set_member_name (b, "image_urls");
+    json_builder_add_value (b, json_node_copy (urls_node));
+  }
+  if (task_node) {
+    json_builder_set_member_name (b, "task_id");
+    json_builder_add_value (b, json_node_copy (task_node));
+  }
+  json_builder_end_object (b);
+  for (guint i = 0; i < 2; i++) {
+    const gchar *name = i == 0 ? "callback_url" : "public";
+
+    if ((node = member (body, name))) {
+      json_builder_set_member_name (b, name);
+      json_builder_add_value (b, json_node_copy (node));
+    }
+  }
+  json_builder_end_object (b);
+
+  text = prompt && *prompt ? prompt : parent && parent->prompt ?
+      parent->prompt : kind == MODEL_UPSCALE ? "upscale" : "image-to-video";
+  return task_create (API_GROK5, json_builder_get_root (b), prompt, text,
+      kind == MODEL_T2I ? RESULT_IMAGE : RESULT_VIDEO, 16, 9,
+      grok5_models[kind].credits, charged);
+}
+
+static void
+grok5_generate (SoupServerMessage * msg)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) root = parse_body (msg, &error);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  Task *t;
+
+  if (!root || !(t = grok5_create (root, TRUE, &error))) {
+    reply_gerror (msg, error);
+    return;
+  }
+  sim.stats.accepted_submits++;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "task_id");
+  json_builder_add_string_value (b, t->id);
+  json_builder_set_member_name (b, "status");
+  json_builder_add_string_value (b, "IN_PROGRESS");
+  json_builder_end_object (b);
+  reply_success (msg, json_builder_get_root (b));
+}
+
+static void
+grok5_status (SoupServerMessage * msg, const gchar * id)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  Task *t = task_lookup (API_GROK5, id);
+
+  if (!t) {
+    g_autofree gchar *message = g_strdup_printf ("Task not found: %s", id);
+
+    reply_error (msg, 404, message);
+    return;
+  }
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "task_id");
+  json_builder_add_string_value (b, t->id);
+  json_builder_set_member_name (b, "status");
+  json_builder_add_string_value (b, task_status_string (t));
+  json_builder_set_member_name (b, "request");
+  json_builder_add_value (b, json_node_copy (t->request));
+  json_builder_set_member_name (b, "response");
+  if (t->state == TASK_DONE) {
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "resultUrls");
+    add_result_urls (b, t);
+    json_builder_end_object (b);
+  } else {
+    json_builder_add_null_value (b);
+  }
+  json_builder_set_member_name (b, "consumed_credits");
+  json_builder_add_int_value (b, t->state == TASK_FAILED ? 0 : t->credits);
+  json_builder_set_member_name (b, "error_message");
+  if (t->state == TASK_FAILED)
+    json_builder_add_string_value (b, t->error_message);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "created_at");
+  json_builder_add_string_value (b, t->created_at);
+  json_builder_end_object (b);
+  reply_success (msg, json_builder_get_root (b));
+}
+
+/* ------------------------------------------------------------------ */
+/* API origin */
+
+typedef enum
+{
+  EP_NONE,
+  EP_V1_GENERATE,
+  EP_V1_STATUS,
+  EP_GROK5_GENERATE,
+  EP_GROK5_STATUS
+} Endpoint;
+
+static Endpoint
+endpoint_for (const gchar * path)
+{
+  if (g_str_equal (path, "/v1/generate"))
+    return EP_V1_GENERATE;
+  if (g_str_equal (path, "/v1/status"))
+    return EP_V1_STATUS;
+  if (g_str_equal (path, "/api/generate"))
+    return EP_GROK5_GENERATE;
+  if (g_str_equal (path, "/api/status"))
+    return EP_GROK5_STATUS;
+  return EP_NONE;
+}
+
+static gboolean
+check_auth (SoupServerMessage * msg)
+{
+  const gchar *auth =
+      soup_message_headers_get_one (soup_server_message_get_request_headers
+      (msg), "Authorization");
+
+  return auth && g_ascii_strncasecmp (auth, "Bearer ", 7) == 0 &&
+      g_str_equal (auth + 7, sim.key);
+}
+
+/* The task id of a status request: query, or JSON body for a POST. */
+static gchar *
+status_task_id (SoupServerMessage * msg, GError ** error)
+{
+  const gchar *query = g_uri_get_query (soup_server_message_get_uri (msg));
+  gchar *id = NULL;
+
+  if (query) {
+    g_autoptr (GHashTable) form = soup_form_decode (query);
+
+    id = g_strdup (g_hash_table_lookup (form, "task_id"));
+  }
+  if (!id && soup_server_message_get_method (msg) == SOUP_METHOD_POST) {
+    g_autoptr (JsonNode) root = parse_body (msg, error);
+    JsonNode *node;
+
+    if (!root)
+      return NULL;
+    node = member (json_node_get_object (root), "task_id");
+    if (node && node_is_string (node))
+      id = g_strdup (json_node_get_string (node));
+  }
+  if (!id || !*id) {
+    g_free (id);
+    g_set_error (error, SIM_ERROR, 400,
+        "Invalid request: The task_id parameter is required");
+    return NULL;
+  }
+  return id;
+}
+
+static void
+api_answer (SoupServerMessage * msg)
+{
+  const gchar *method = soup_server_message_get_method (msg);
+  const gchar *path = g_uri_get_path (soup_server_message_get_uri (msg));
+  Endpoint ep = endpoint_for (path);
+  gboolean generate = ep == EP_V1_GENERATE || ep == EP_GROK5_GENERATE;
+  const gchar *allow = ep == EP_V1_STATUS ? "GET" :
+      ep == EP_GROK5_STATUS ? "GET, POST" : "POST";
+  gint fault = generate ? sim.faults.generate_status : sim.faults.status_status;
+
+  if (!rate_limit (&sim.api_rate, msg)) {
+    reply_error (msg, 429, NULL);
+    return;
+  }
+  if (ep == EP_NONE) {
+    reply_error (msg, 404, "Not found: no such endpoint");
+    return;
+  }
+  if (!strstr (allow, method)) {
+    soup_message_headers_replace (soup_server_message_get_response_headers
+        (msg), "Allow", allow);
+    reply_error (msg, 405, "Method not allowed");
+    return;
+  }
+  if (!check_auth (msg)) {
+    reply_error (msg, 401, NULL);
+    return;
+  }
+
+  if (generate) {
+    if (fault && fault_take (&sim.generate_left)) {
+      reply_error (msg, fault, NULL);
+    } else if (g_strcmp0 (sim.faults.malformed_json, "generate") == 0 &&
+        fault_take (&sim.malformed_left)) {
+      reply_malformed (msg);
+    } else if (ep == EP_V1_GENERATE) {
+      v1_generate (msg);
+    } else {
+      grok5_generate (msg);
+    }
+  } else {
+    g_autoptr (GError) error = NULL;
+    g_autofree gchar *id = NULL;
+
+    if (fault && fault_take (&sim.status_left)) {
+      reply_error (msg, fault, NULL);
+    } else if (g_strcmp0 (sim.faults.malformed_json, "status") == 0 &&
+        fault_take (&sim.malformed_left)) {
+      reply_malformed (msg);
+    } else if (!(id = status_task_id (msg, &error))) {
+      reply_gerror (msg, error);
+    } else if (ep == EP_V1_STATUS) {
+      v1_status (msg, id);
+    } else {
+      grok5_status (msg, id);
+    }
+  }
+}
+
+static void
+message_finished (SoupServerMessage * msg)
+{
+  g_object_set_data (G_OBJECT (msg), "sim-finished", GINT_TO_POINTER (1));
+}
+
+static gboolean
+message_is_finished (SoupServerMessage * msg)
+{
+  return g_object_get_data (G_OBJECT (msg), "sim-finished") != NULL;
+}
+
+/* An API request answered after response_delay_ms. It is dropped, never
+ * processed, when its client goes away meanwhile or on /_sim/reset, so a
+ * cancelled request cannot create a task later on. */
+typedef struct
+{
+  SoupServerMessage *msg;
+  GSource *timeout;
+  GSource *watch;
+} Delayed;
+
+static void
+delayed_finish (Delayed * d, gboolean answer)
+{
+  sim.delayed = g_list_remove (sim.delayed, d);
+  g_source_destroy (d->timeout);
+  g_source_unref (d->timeout);
+  if (d->watch) {
+    g_source_destroy (d->watch);
+    g_source_unref (d->watch);
+  }
+  if (!message_is_finished (d->msg)) {
+    if (answer)
+      api_answer (d->msg);
+    else
+      reply_error (d->msg, 503, "Service unavailable: request dropped");
+    soup_server_message_unpause (d->msg);
+  }
+  g_object_unref (d->msg);
+  g_free (d);
+}
+
+static gboolean
+delayed_timeout (gpointer data)
+{
+  delayed_finish (data, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+delayed_client_event (GSocket * socket, GIOCondition condition, gpointer data)
+{
+  Delayed *d = data;
+  gchar c;
+  gssize n = recv (g_socket_get_fd (socket), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return G_SOURCE_CONTINUE;
+  if (n > 0) {
+    /* more data from a live client: stop watching */
+    g_clear_pointer (&d->watch, g_source_unref);
+    return G_SOURCE_REMOVE;
+  }
+  delayed_finish (d, FALSE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+delay_answer (SoupServerMessage * msg)
+{
+  Delayed *d = g_new0 (Delayed, 1);
+  GSocket *socket = soup_server_message_get_socket (msg);
+
+  d->msg = g_object_ref (msg);
+  g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
+  soup_server_message_pause (msg);
+
+  d->timeout = g_timeout_source_new (sim.faults.response_delay_ms);
+  g_source_set_callback (d->timeout, delayed_timeout, d, NULL);
+  g_source_attach (d->timeout, NULL);
+  if (socket) {
+    d->watch = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR,
+        NULL);
+    g_source_set_callback (d->watch, G_SOURCE_FUNC (delayed_client_event), d,
+        NULL);
+    g_source_attach (d->watch, NULL);
+  }
+  sim.delayed = g_list_prepend (sim.delayed, d);
+}
+
+/* ------------------------------------------------------------------ */
+/* Control endpoints */
+
+static JsonNode *
+faults_to_json (void)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  Faults *f = &sim.faults;
+
+#define ADD_INT(name, value) \
+  json_builder_set_member_name (b, name); \
+  json_builder_add_int_value (b, value)
+#define ADD_STRING(name, value) \
+  json_builder_set_member_name (b, name); \
+  if (value) \
+    json_builder_add_string_value (b, value); \
+  else \
+    json_builder_add_null_value (b)
+#define ADD_BOOL(name, value) \
+  json_builder_set_member_name (b, name); \
+  json_builder_add_boolean_value (b, value)
+
+  json_builder_begin_object (b);
+  ADD_INT ("generate_status", f->generate_status);
+  ADD_INT ("status_status", f->status_status);
+  ADD_STRING ("fail_tasks", f->fail_tasks);
+  ADD_INT ("job_duration_ms", f->job_duration_ms);
+  ADD_INT ("response_delay_ms", f->response_delay_ms);
+  ADD_INT ("drop_download_at", f->drop_download_at);
+  ADD_STRING ("malformed_json", f->malformed_json);
+  ADD_BOOL ("large_results", f->large_results);
+  ADD_BOOL ("empty_results", f->empty_results);
+  ADD_STRING ("status_value", f->status_value);
+  ADD_INT ("fault_count", f->fault_count);
+  ADD_INT ("rate_limit", f->rate_limit);
+  ADD_INT ("credits", sim.credits);
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
+
+static JsonNode *
+stats_to_json (void)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  GHashTableIter iter;
+  gpointer task;
+
+  /* bring refunds up to date */
+  g_hash_table_iter_init (&iter, sim.tasks);
+  while (g_hash_table_iter_next (&iter, NULL, &task))
+    task_update (task);
+
+  json_builder_begin_object (b);
+  ADD_INT ("generate_requests", sim.stats.generate_requests);
+  ADD_INT ("accepted_submits", sim.stats.accepted_submits);
+  ADD_INT ("status_requests", sim.stats.status_requests);
+  ADD_INT ("cdn_requests", sim.stats.cdn_requests);
+  ADD_INT ("cdn_auth_headers", sim.stats.cdn_auth_headers);
+  ADD_INT ("api_requests", sim.stats.api_requests);
+  ADD_STRING ("last_range", sim.stats.last_range);
+  ADD_INT ("credits", sim.credits);
+  ADD_INT ("tasks", g_hash_table_size (sim.tasks));
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
+
+#undef ADD_INT
+#undef ADD_STRING
+#undef ADD_BOOL
+
+static gboolean
+get_int (JsonNode * node, const gchar * name, gint64 min, gint64 max,
+    gint64 * out, GError ** error)
+{
+  if (!node_is_int (node) || json_node_get_int (node) < min ||
+      json_node_get_int (node) > max) {
+    g_set_error (error, SIM_ERROR, 400, "%s must be an integer in [%"
+        G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", name, min, max);
+    return FALSE;
+  }
+  *out = json_node_get_int (node);
+  return TRUE;
+}
+
+static gboolean
+get_string (JsonNode * node, const gchar * name, gchar ** out, GError ** error)
+{
+  if (!JSON_NODE_HOLDS_NULL (node) && !node_is_string (node)) {
+    g_set_error (error, SIM_ERROR, 400, "%s must be a string or null", name);
+    return FALSE;
+  }
+  g_free (*out);
+  *out = g_strdup (JSON_NODE_HOLDS_NULL (node) ? NULL :
+      json_node_get_string (node));
+  return TRUE;
+}
+
+static gboolean
+get_bool (JsonNode * node, const gchar * name, gboolean * out, GError ** error)
+{
+  if (!node_is_bool (node)) {
+    g_set_error (error, SIM_ERROR, 400, "%s must be a boolean", name);
+    return FALSE;
+  }
+  *out = json_node_get_boolean (node);
+  return TRUE;
+}
+
+static gboolean
+faults_apply (JsonObject * obj, GError ** error)
+{
+  g_autoptr (GList) names = json_object_get_members (obj);
+  Faults f = { 0 };
+  gint64 credits = sim.credits, v = 0;
+  gboolean ok = TRUE;
+
+  faults_copy (&f, &sim.faults);
+  for (GList * l = names; l && ok; l = l->next) {
+    const gchar *name = l->data;
+    JsonNode *node = json_object_get_member (obj, name);
+
+    if (g_str_equal (name, "generate_status")) {
+      ok = get_int (node, name, 0, 599, &v, error);
+      f.generate_status = v;
+    } else if (g_str_equal (name, "status_status")) {
+      ok = get_int (node, name, 0, 599, &v, error);
+      f.status_status = v;
+    } else if (g_str_equal (name, "job_duration_ms")) {
+      ok = get_int (node, name, 0, G_MAXINT, &v, error);
+      f.job_duration_ms = v;
+    } else if (g_str_equal (name, "response_delay_ms")) {
+      ok = get_int (node, name, 0, G_MAXINT, &v, error);
+      f.response_delay_ms = v;
+    } else if (g_str_equal (name, "drop_download_at")) {
+      ok = get_int (node, name, -1, G_MAXINT64, &f.drop_download_at, error);
+    } else if (g_str_equal (name, "fault_count")) {
+      ok = get_int (node, name, -1, G_MAXINT, &v, error);
+      f.fault_count = v;
+    } else if (g_str_equal (name, "rate_limit")) {
+      ok = get_int (node, name, 1, G_MAXINT, &v, error);
+      f.rate_limit = v;
+    } else if (g_str_equal (name, "credits")) {
+      ok = get_int (node, name, 0, G_MAXINT64, &credits, error);
+    } else if (g_str_equal (name, "fail_tasks")) {
+      ok = get_string (node, name, &f.fail_tasks, error);
+    } else if (g_str_equal (name, "status_value")) {
+      ok = get_string (node, name, &f.status_value, error);
+    } else if (g_str_equal (name, "malformed_json")) {
+      ok = get_string (node, name, &f.malformed_json, error);
+      if (ok && f.malformed_json && !g_str_equal (f.malformed_json, "generate")
+          && !g_str_equal (f.malformed_json, "status")) {
+        g_set_error (error, SIM_ERROR, 400,
+            "malformed_json must be \"generate\", \"status\" or null");
+        ok = FALSE;
+      }
+    } else if (g_str_equal (name, "large_results")) {
+      ok = get_bool (node, name, &f.large_results, error);
+    } else if (g_str_equal (name, "empty_results")) {
+      ok = get_bool (node, name, &f.empty_results, error);
+    } else {
+      g_set_error (error, SIM_ERROR, 400, "unknown fault %s", name);
+      ok = FALSE;
+    }
+  }
+
+  if (ok) {
+    faults_copy (&sim.faults, &f);
+    faults_arm ();
+    sim.credits = credits;
+  }
+  faults_clear (&f);
+  return ok;
+}
+
+static void
+control_create_task (SoupServerMessage * msg)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) root = parse_body (msg, &error);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  JsonObject *obj;
+  JsonNode *api;
+  const gchar *name;
+  gboolean v1;
+  Task *t = NULL;
+
+  if (root) {
+    obj = json_node_get_object (root);
+    api = member (obj, "api");
+    name = api && node_is_string (api) ? json_node_get_string (api) : "";
+    v1 = g_str_equal (name, "v1");
+    if (v1 || g_str_equal (name, "grok5")) {
+      json_object_remove_member (obj, "api");
+      t = v1 ? v1_create (root, FALSE, &error) :
+          grok5_create (root, FALSE, &error);
+    } else {
+      g_set_error (&error, SIM_ERROR, 400,
+          "Invalid request: api must be \"v1\" or \"grok5\"");
+    }
+  }
+  if (!t) {
+    reply_gerror (msg, error);
+    return;
+  }
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "task_id");
+  json_builder_add_string_value (b, t->id);
+  json_builder_end_object (b);
+  reply_json (msg, 200, json_builder_get_root (b));
+}
+
+static void
+control_answer (SoupServerMessage * msg, const gchar * path)
+{
+  const gchar *method = soup_server_message_get_method (msg);
+
+  if (g_str_equal (path, "/_sim/stats") && method == SOUP_METHOD_GET) {
+    reply_json (msg, 200, stats_to_json ());
+  } else if (g_str_equal (path, "/_sim/reset") && method == SOUP_METHOD_POST) {
+    while (sim.delayed)
+      delayed_finish (sim.delayed->data, FALSE);
+    sim_reset_state ();
+    reply_json (msg, 200, faults_to_json ());
+  } else if (g_str_equal (path, "/_sim/faults") && method == SOUP_METHOD_GET) {
+    reply_json (msg, 200, faults_to_json ());
+  } else if (g_str_equal (path, "/_sim/faults") && method == SOUP_METHOD_POST) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (JsonNode) root = parse_body (msg, &error);
+
+    if (!root || !faults_apply (json_node_get_object (root), &error))
+      reply_gerror (msg, error);
+    else
+      reply_json (msg, 200, faults_to_json ());
+  } else if (g_str_equal (path, "/_sim/tasks") && method == SOUP_METHOD_POST) {
+    control_create_task (msg);
+  } else {
+    reply_error (msg, 404, "Not found: no such control endpoint");
+  }
+}
+
+static void
+api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
+    GHashTable * query, gpointer user_data)
+{
+  const gchar *method = soup_server_message_get_method (msg);
+  Endpoint ep = endpoint_for (path);
+
+  if (sim.verbose)
+    g_printerr ("grokimagine-sim: api %s %s\n", method, path);
+
+  if (g_str_has_prefix (path, "/_sim/")) {
+    control_answer (msg, path);
+    return;
+  }
+
+  sim.stats.api_requests++;
+  if ((ep == EP_V1_GENERATE || ep == EP_GROK5_GENERATE) &&
+      method == SOUP_METHOD_POST)
+    sim.stats.generate_requests++;
+  if (ep == EP_V1_STATUS || ep == EP_GROK5_STATUS)
+    sim.stats.status_requests++;
+
+  if (sim.faults.response_delay_ms > 0)
+    delay_answer (msg);
+  else
+    api_answer (msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* CDN origin */
+
+typedef struct
+{
+  SoupServerMessage *msg;
+  GIOStream *stream;
+  GBytes *payload;
+} DropJob;
+
+static void
+drop_job_free (DropJob * job)
+{
+  g_clear_object (&job->msg);
+  g_clear_object (&job->stream);
+  g_clear_pointer (&job->payload, g_bytes_unref);
+  g_free (job);
+}
+
+static void
+drop_closed (GObject * source, GAsyncResult * res, gpointer data)
+{
+  g_io_stream_close_finish (G_IO_STREAM (source), res, NULL);
+  drop_job_free (data);
+}
+
+static void
+drop_written (GObject * source, GAsyncResult * res, gpointer data)
+{
+  DropJob *job = data;
+
+  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, NULL);
+  g_io_stream_close_async (job->stream, G_PRIORITY_DEFAULT, NULL, drop_closed,
+      job);
+}
+
+static gboolean
+drop_start (gpointer data)
+{
+  DropJob *job = data;
+
+  if (message_is_finished (job->msg) ||
+      !(job->stream = soup_server_message_steal_connection (job->msg))) {
+    drop_job_free (job);
+    return G_SOURCE_REMOVE;
+  }
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (job->stream),
+      g_bytes_get_data (job->payload, NULL), g_bytes_get_size (job->payload),
+      G_PRIORITY_DEFAULT, NULL, drop_written, job);
+  return G_SOURCE_REMOVE;
+}
+
+/* Answers with the headers already set on @msg (full Content-Length), but
+ * only @cut bytes of @body, then closes the connection. The connection is
+ * taken over from an idle callback, outside libsoup's I/O. */
+static void
+cdn_drop (SoupServerMessage * msg, guint status, GBytes * body, gsize cut)
+{
+  DropJob *job = g_new0 (DropJob, 1);
+  GString *raw = g_string_new (NULL);
+  SoupMessageHeadersIter iter;
+  const char *name, *value;
+
+  g_string_append_printf (raw, "HTTP/1.1 %u %s\r\n", status,
+      soup_status_get_phrase (status));
+  soup_message_headers_iter_init (&iter,
+      soup_server_message_get_response_headers (msg));
+  while (soup_message_headers_iter_next (&iter, &name, &value))
+    g_string_append_printf (raw, "%s: %s\r\n", name, value);
+  g_string_append (raw, "Connection: close\r\n\r\n");
+  g_string_append_len (raw, g_bytes_get_data (body, NULL), cut);
+
+  job->msg = g_object_ref (msg);
+  job->payload = g_string_free_to_bytes (raw);
+  g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
+  soup_server_message_pause (msg);
+  g_idle_add (drop_start, job);
+}
+
+typedef enum
+{
+  RANGE_NONE,
+  RANGE_OK,
+  RANGE_UNSATISFIABLE
+} RangeResult;
+
+static gboolean
+parse_offset (const gchar * s, guint64 * out)
+{
+  g_autofree gchar *copy = g_strstrip (g_strdup (s));
+
+  return g_ascii_string_to_unsigned (copy, 10, 0, G_MAXUINT64, out, NULL);
+}
+
+/* A single byte range; anything else is ignored (a full answer). */
+static RangeResult
+parse_range (const gchar * header, guint64 total, guint64 * start,
+    guint64 * end)
+{
+  g_autofree gchar *first = NULL;
+  const gchar *spec, *dash;
+  guint64 a, b;
+
+  if (!header || g_ascii_strncasecmp (header, "bytes=", 6) != 0)
+    return RANGE_NONE;
+  spec = header + 6;
+  dash = strchr (spec, '-');
+  if (strchr (spec, ',') || !dash)
+    return RANGE_NONE;
+  first = g_strstrip (g_strndup (spec, dash - spec));
+
+  if (!*first) {                /* bytes=-n: the last n bytes */
+    if (!parse_offset (dash + 1, &b))
+      return RANGE_NONE;
+    if (b == 0 || total == 0)
+      return RANGE_UNSATISFIABLE;
+    *start = total - MIN (b, total);
+    *end = total - 1;
+    return RANGE_OK;
+  }
+
+  if (!parse_offset (first, &a))
+    return RANGE_NONE;
+  b = G_MAXUINT64;
+  if (*g_strchug ((gchar *) dash + 1) == '\0') {
+    /* bytes=a- */
+  } else if (!parse_offset (dash + 1, &b) || b < a) {
+    return RANGE_NONE;
+  }
+  if (a >= total)
+    return RANGE_UNSATISFIABLE;
+  *start = a;
+  *end = MIN (b, total - 1);
+  return RANGE_OK;
+}
+
+static void
+cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
+    GHashTable * query, gpointer user_data)
+{
+  const gchar *method = soup_server_message_get_method (msg);
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+  g_autofree gchar *range = g_strdup (soup_message_headers_get_one (req,
+          "Range"));
+  g_auto (GStrv) parts = NULL;
+  g_autoptr (GBytes) part = NULL;
+  g_autofree gchar *content_range = NULL;
+  Task *t = NULL;
+  GBytes *data = NULL;
+  const gchar *name = NULL;
+  guint64 total, start = 0, end = 0;
+  gint64 drop = sim.faults.drop_download_at;
+  RangeResult rr;
+  guint status = 200;
+
+  if (sim.verbose)
+    g_printerr ("grokimagine-sim: cdn %s %s%s%s\n", method, path,
+        range ? " Range: " : "", range ? range : "");
+
+  sim.stats.cdn_requests++;
+  if (soup_message_headers_get_one (req, "Authorization"))
+    sim.stats.cdn_auth_headers++;
+  g_free (sim.stats.last_range);
+  sim.stats.last_range = g_strdup (range);
+
+  if (!rate_limit (&sim.cdn_rate, msg)) {
+    reply_error (msg, 429, NULL);
+    return;
+  }
+  if (method != SOUP_METHOD_GET && method != SOUP_METHOD_HEAD) {
+    soup_message_headers_replace (resp, "Allow", "GET, HEAD");
+    soup_server_message_set_status (msg, 405, NULL);
+    return;
+  }
+
+  if (g_str_has_prefix (path, "/generated/")) {
+    parts = g_strsplit (path + strlen ("/generated/"), "/", -1);
+    if (g_strv_length (parts) == 2)
+      t = g_hash_table_lookup (sim.tasks, parts[0]);
+  }
+  if (t) {
+    task_update (t);
+    for (guint i = 0; t->names[i]; i++) {
+      if (g_str_equal (t->names[i], parts[1]))
+        name = t->names[i];
+    }
+  }
+  if (!name || t->state != TASK_DONE || t->empty_results) {
+    soup_server_message_set_status (msg, 404, NULL);
+    soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
+        "Not Found\n", 10);
+    return;
+  }
+
+  data = t->render->data;
+  total = g_bytes_get_size (data);
+  soup_message_headers_replace (resp, "Content-Type",
+      g_str_has_suffix (name, ".png") ? "image/png" : "video/mp4");
+  soup_message_headers_replace (resp, "Accept-Ranges", "bytes");
+  /* keep libsoup's own Range handling out of the way */
+  soup_message_headers_remove (req, "Range");
+
+  /* ranges only apply to GET (RFC 9110) */
+  rr = method == SOUP_METHOD_GET ?
+      parse_range (range, total, &start, &end) : RANGE_NONE;
+  if (rr == RANGE_UNSATISFIABLE) {
+    content_range = g_strdup_printf ("bytes */%" G_GUINT64_FORMAT, total);
+    soup_message_headers_replace (resp, "Content-Range", content_range);
+    soup_server_message_set_status (msg, 416, NULL);
+    return;
+  }
+  if (rr == RANGE_OK) {
+    status = 206;
+    content_range = g_strdup_printf ("bytes %" G_GUINT64_FORMAT "-%"
+        G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT, start, end, total);
+    soup_message_headers_replace (resp, "Content-Range", content_range);
+  } else {
+    end = total - 1;
+  }
+
+  part = g_bytes_new_from_bytes (data, start, end + 1 - start);
+  soup_message_headers_set_content_length (resp, end + 1 - start);
+
+  if (method == SOUP_METHOD_HEAD) {
+    soup_server_message_set_status (msg, status, NULL);
+  } else if (drop >= 0 && (guint64) drop <= end && (guint64) drop >= start &&
+      ((guint64) drop > start || start == 0)) {
+    /* drop_download_at is a file offset: a body that would carry it breaks
+     * off just before it, unless it starts there (a resume) */
+    cdn_drop (msg, status, part, drop - start);
+  } else {
+    soup_server_message_set_status (msg, status, NULL);
+    soup_message_body_append_bytes (soup_server_message_get_response_body (msg),
+        part);
+    soup_message_body_complete (soup_server_message_get_response_body (msg));
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Main */
+
+static gboolean
+quit_on_signal (gpointer data)
+{
+  g_main_loop_quit (sim.loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+stdin_ready (gint fd, GIOCondition condition, gpointer data)
+{
+  gchar buf[256];
+  gssize n = read (fd, buf, sizeof (buf));
+
+  if (n > 0 || (n < 0 && (errno == EINTR || errno == EAGAIN)))
+    return G_SOURCE_CONTINUE;
+  g_main_loop_quit (sim.loop);
+  return G_SOURCE_REMOVE;
+}
+
+static SoupServer *
+listen_local (gint port, SoupServerCallback callback, gchar ** base,
+    GError ** error)
+{
+  g_autoptr (SoupServer) server = soup_server_new ("server-header",
+      "grokimagine-sim ", NULL);
+  g_autoptr (GInetAddress) lo = g_inet_address_new_loopback
+      (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) addr = g_inet_socket_address_new (lo, port);
+  GSList *uris;
+
+  soup_server_add_handler (server, NULL, callback, NULL, NULL);
+  if (!soup_server_listen (server, addr, 0, error))
+    return NULL;
+  uris = soup_server_get_uris (server);
+  *base = g_strdup_printf ("http://127.0.0.1:%d", g_uri_get_port (uris->data));
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+  return g_steal_pointer (&server);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GOptionContext) ctx = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (SoupServer) api = NULL;
+  g_autoptr (SoupServer) cdn = NULL;
+  g_autofree gchar *api_base = NULL;
+  Faults *cli = &sim.cli;
+  GOptionEntry entries[] = {
+    {"port", 0, 0, G_OPTION_ARG_INT, &sim.port,
+        "Port of the API origin (0: any free port)", "N"},
+    {"cdn-port", 0, 0, G_OPTION_ARG_INT, &sim.cdn_port,
+        "Port of the CDN origin (0: any free port)", "N"},
+    {"key", 0, 0, G_OPTION_ARG_STRING, &sim.key,
+        "The accepted API key (default sim-key)", "KEY"},
+    {"credits", 0, 0, G_OPTION_ARG_INT64, &sim.initial_credits,
+        "grok5imagine credit balance (default 100000)", "N"},
+    {"job-duration", 0, 0, G_OPTION_ARG_INT, &cli->job_duration_ms,
+        "Time from task creation to its end (default 1000)", "MS"},
+    {"rate-limit", 0, 0, G_OPTION_ARG_INT, &cli->rate_limit,
+        "Requests per minute per origin (default 1000)", "N"},
+    {"fail-tasks", 0, 0, G_OPTION_ARG_STRING, &cli->fail_tasks,
+        "Tasks fail with this error message", "MSG"},
+    {"generate-status", 0, 0, G_OPTION_ARG_INT, &cli->generate_status,
+        "Answer generate requests with this HTTP status", "N"},
+    {"status-status", 0, 0, G_OPTION_ARG_INT, &cli->status_status,
+        "Answer status requests with this HTTP status", "N"},
+    {"response-delay", 0, 0, G_OPTION_ARG_INT, &cli->response_delay_ms,
+        "Delay every API answer", "MS"},
+    {"drop-download-at", 0, 0, G_OPTION_ARG_INT64, &cli->drop_download_at,
+        "CDN bodies break off at this file offset", "BYTES"},
+    {"malformed-json", 0, 0, G_OPTION_ARG_STRING, &cli->malformed_json,
+        "Answer generate or status with invalid JSON", "generate|status"},
+    {"large-results", 0, 0, G_OPTION_ARG_NONE, &cli->large_results,
+        "Render videos over 10.5 MB", NULL},
+    {"empty-results", 0, 0, G_OPTION_ARG_NONE, &cli->empty_results,
+        "Completed tasks have no result URLs", NULL},
+    {"status-value", 0, 0, G_OPTION_ARG_STRING, &cli->status_value,
+        "Raw status string reported while a task runs", "S"},
+    {"fault-count", 0, 0, G_OPTION_ARG_INT, &cli->fault_count,
+        "Requests hit by the status/malformed faults (-1: all)", "N"},
+    {"exit-on-stdin-eof", 0, 0, G_OPTION_ARG_NONE, &sim.exit_on_stdin_eof,
+        "Exit when standard input reaches end of file", NULL},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &sim.verbose,
+        "Log requests and renders to stderr", NULL},
+    {NULL}
+  };
+
+  sim.initial_credits = 100000;
+  cli->job_duration_ms = 1000;
+  cli->rate_limit = 1000;
+  cli->drop_download_at = -1;
+  cli->fault_count = -1;
+
+  ctx = g_option_context_new ("- Grok Imagine API simulator");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    g_printerr ("grokimagine-sim: %s\n", error->message);
+    return 2;
+  }
+  if (!sim.key)
+    sim.key = g_strdup ("sim-key");
+  if (cli->malformed_json && !g_str_equal (cli->malformed_json, "generate") &&
+      !g_str_equal (cli->malformed_json, "status")) {
+    g_printerr ("grokimagine-sim: --malformed-json takes generate or status\n");
+    return 2;
+  }
+  if (cli->rate_limit < 1 || cli->job_duration_ms < 0 ||
+      cli->response_delay_ms < 0 || cli->fault_count < -1) {
+    g_printerr ("grokimagine-sim: invalid option value\n");
+    return 2;
+  }
+
+  signal (SIGPIPE, SIG_IGN);
+  gst_init (NULL, NULL);
+
+  sim.tasks = g_hash_table_new (g_str_hash, g_str_equal);
+  sim.renders = g_hash_table_new (g_str_hash, g_str_equal);
+  sim.pool = g_thread_pool_new (render_thread, NULL,
+      MAX (1, (gint) g_get_num_processors ()), FALSE, NULL);
+  sim.loop = g_main_loop_new (NULL, FALSE);
+  sim_reset_state ();
+
+  if (!(api = listen_local (sim.port, api_handler, &api_base, &error)) ||
+      !(cdn = listen_local (sim.cdn_port, cdn_handler, &sim.cdn_base,
+              &error))) {
+    g_printerr ("grokimagine-sim: cannot listen: %s\n", error->message);
+    return 1;
+  }
+
+  g_unix_signal_add (SIGTERM, quit_on_signal, NULL);
+  g_unix_signal_add (SIGINT, quit_on_signal, NULL);
+  if (sim.exit_on_stdin_eof)
+    g_unix_fd_add (STDIN_FILENO, G_IO_IN | G_IO_HUP | G_IO_ERR, stdin_ready,
+        NULL);
+
+  printf ("api %s\ncdn %s\nready\n", api_base, sim.cdn_base);
+  fflush (stdout);
+
+  g_main_loop_run (sim.loop);
+
+  /* renders in progress notice this within 100 ms and clean up */
+  g_atomic_int_set (&shutting_down, 1);
+  g_thread_pool_free (sim.pool, TRUE, TRUE);
+  soup_server_disconnect (api);
+  soup_server_disconnect (cdn);
+  g_main_loop_unref (sim.loop);
+  return 0;
+}
