@@ -545,6 +545,7 @@ GST_START_TEST (test_http_errors)
       "Not authorized");
   check_generate_error (402, GST_RESOURCE_ERROR_NOT_AUTHORIZED,
       "insufficient credits");
+  check_generate_error (429, GST_RESOURCE_ERROR_READ, "HTTP 429");
   check_generate_error (500, GST_RESOURCE_ERROR_READ, "HTTP 500");
 }
 
