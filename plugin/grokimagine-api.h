@@ -42,9 +42,12 @@ typedef enum
   GROK_IMAGINE_ERROR_PAYMENT_REQUIRED,  /* HTTP 402 */
   GROK_IMAGINE_ERROR_NOT_FOUND,         /* HTTP 403/404/410 */
   GROK_IMAGINE_ERROR_RATE_LIMITED,      /* HTTP 429 */
-  GROK_IMAGINE_ERROR_SERVER,            /* HTTP 5xx and other statuses */
+  GROK_IMAGINE_ERROR_SERVER,            /* HTTP 5xx: temporary */
+  GROK_IMAGINE_ERROR_HTTP,              /* any other unexpected status */
   GROK_IMAGINE_ERROR_PROTOCOL,          /* an answer we cannot read */
-  GROK_IMAGINE_ERROR_NETWORK,           /* no answer at all */
+  GROK_IMAGINE_ERROR_UNREACHABLE,       /* the request was never sent */
+  GROK_IMAGINE_ERROR_NETWORK,           /* sent, but the answer was lost */
+  GROK_IMAGINE_ERROR_TLS,               /* the certificate was refused */
   GROK_IMAGINE_ERROR_TASK_FAILED,       /* the job ended in failure */
   GROK_IMAGINE_ERROR_TIMEOUT,           /* the job deadline passed */
 } GrokImagineError;

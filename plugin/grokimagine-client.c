@@ -4,19 +4,209 @@
  */
 #include "grokimagine-client.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#define BACKOFF_BASE (250 * G_TIME_SPAN_MILLISECOND)
+#define BACKOFF_MAX (30 * G_TIME_SPAN_SECOND)
+#define MAX_API_REDIRECTS 5
 
 struct _GrokImagineClient
 {
-  SoupSession *session;
+  GrokImagineHttp http;
   GrokImagineApi api;
   gchar *base_url;              /* without a trailing slash */
   gchar *host;                  /* host[:port], for messages */
   gchar *authorization;
+  gint64 not_before;            /* rate limit: no request before this */
 };
 
+/* --- waits ---------------------------------------------------------------- */
+
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+} Waiter;
+
+static void
+waiter_wake (GCancellable * cancellable, Waiter * w)
+{
+  g_mutex_lock (&w->lock);
+  g_cond_broadcast (&w->cond);
+  g_mutex_unlock (&w->lock);
+}
+
+gboolean
+grok_imagine_wait (gint64 wait_us, GCancellable * cancellable, GError ** error)
+{
+  gint64 end = g_get_monotonic_time () + wait_us;
+  Waiter w;
+  gulong id;
+
+  g_mutex_init (&w.lock);
+  g_cond_init (&w.cond);
+  id = g_cancellable_connect (cancellable, G_CALLBACK (waiter_wake), &w, NULL);
+  g_mutex_lock (&w.lock);
+  while (!g_cancellable_is_cancelled (cancellable)
+      && g_cond_wait_until (&w.cond, &w.lock, end));
+  g_mutex_unlock (&w.lock);
+  g_cancellable_disconnect (cancellable, id);
+  g_mutex_clear (&w.lock);
+  g_cond_clear (&w.cond);
+  return !g_cancellable_set_error_if_cancelled (cancellable, error);
+}
+
+/* --- shared HTTP ---------------------------------------------------------- */
+
+GrokImagineError
+grok_imagine_error_for_http_status (guint status)
+{
+  switch (status) {
+    case SOUP_STATUS_BAD_REQUEST:
+      return GROK_IMAGINE_ERROR_SETTINGS;
+    case SOUP_STATUS_UNAUTHORIZED:
+      return GROK_IMAGINE_ERROR_NOT_AUTHORIZED;
+    case SOUP_STATUS_PAYMENT_REQUIRED:
+      return GROK_IMAGINE_ERROR_PAYMENT_REQUIRED;
+    case SOUP_STATUS_FORBIDDEN:
+    case SOUP_STATUS_NOT_FOUND:
+    case SOUP_STATUS_GONE:
+      return GROK_IMAGINE_ERROR_NOT_FOUND;
+    case 429:                  /* Too Many Requests */
+      return GROK_IMAGINE_ERROR_RATE_LIMITED;
+    default:
+      return SOUP_STATUS_IS_SERVER_ERROR (status) ? GROK_IMAGINE_ERROR_SERVER :
+          GROK_IMAGINE_ERROR_HTTP;
+  }
+}
+
+static gboolean
+accept_any_certificate (SoupMessage * msg, GTlsCertificate * cert,
+    GTlsCertificateFlags errors, gpointer user_data)
+{
+  return TRUE;
+}
+
+SoupMessage *
+grok_imagine_http_new_message (const GrokImagineHttp * http,
+    const gchar * method, const gchar * url)
+{
+  SoupMessage *msg = soup_message_new (method, url);
+
+  if (msg && !http->ssl_strict)
+    g_signal_connect (msg, "accept-certificate",
+        G_CALLBACK (accept_any_certificate), NULL);
+  return msg;
+}
+
+static void
+mark_sent (SoupMessage * msg, gboolean * sent)
+{
+  *sent = TRUE;
+}
+
+GInputStream *
+grok_imagine_http_send (const GrokImagineHttp * http, SoupMessage * msg,
+    GCancellable * cancellable, GError ** error)
+{
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *where = NULL;
+  gboolean sent = FALSE;
+  GInputStream *stream;
+  GUri *uri;
+  gulong id;
+
+  /* Whether any of the request left: a request never sent can be retried
+   * even when it is the paid POST */
+  id = g_signal_connect (msg, "wrote-headers", G_CALLBACK (mark_sent), &sent);
+  stream = soup_session_send (http->session, msg, cancellable, &err);
+  g_signal_handler_disconnect (msg, id);
+  if (stream)
+    return stream;
+
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    g_propagate_error (error, g_steal_pointer (&err));
+    return NULL;
+  }
+
+  uri = soup_message_get_uri (msg);
+  where = g_uri_get_port (uri) > 0 ? g_strdup_printf ("%s:%d",
+      g_uri_get_host (uri), g_uri_get_port (uri)) :
+      g_strdup (g_uri_get_host (uri));
+  if (err->domain == G_TLS_ERROR || soup_message_get_tls_peer_certificate_errors
+      (msg) != 0)
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TLS,
+        "The TLS certificate of %s was not accepted (%s)", where,
+        err->message);
+  else if (!sent)
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_UNREACHABLE,
+        "Could not reach %s: %s", where, err->message);
+  else
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "The connection to %s failed after the request was sent: %s", where,
+        err->message);
+  return NULL;
+}
+
+static gboolean
+is_transient (const GError * err, gboolean idempotent)
+{
+  if (err->domain != GROK_IMAGINE_ERROR)
+    return FALSE;
+  switch (err->code) {
+    case GROK_IMAGINE_ERROR_UNREACHABLE:
+    case GROK_IMAGINE_ERROR_RATE_LIMITED:
+      return TRUE;
+    case GROK_IMAGINE_ERROR_NETWORK:
+    case GROK_IMAGINE_ERROR_SERVER:
+      return idempotent;
+    default:
+      return FALSE;
+  }
+}
+
+/* Exponential backoff with jitter: half the step plus a random half */
+static gint64
+backoff_delay (guint attempt)
+{
+  gint64 step = BACKOFF_BASE << MIN (attempt, 10);
+
+  step = MIN (step, BACKOFF_MAX);
+  return step / 2 + g_random_int_range (0, step / 2 + 1);
+}
+
+/* After a failed attempt: TRUE when the caller should try again (the
+ * backoff has been waited and @error cleared); FALSE leaves the final error
+ * in @error. */
+gboolean
+grok_imagine_http_retry (const GrokImagineHttp * http, gboolean idempotent,
+    guint attempt, gint64 deadline, GCancellable * cancellable,
+    GError ** error)
+{
+  gint64 delay = backoff_delay (attempt);
+  GError *werr = NULL;
+
+  if (!is_transient (*error, idempotent) || attempt >= http->retries)
+    return FALSE;
+  if (deadline != GROK_IMAGINE_NO_DEADLINE
+      && g_get_monotonic_time () + delay > deadline)
+    return FALSE;
+  if (http->notify)
+    http->notify (GROK_IMAGINE_WAIT_RETRY, delay, *error, http->notify_data);
+  if (!grok_imagine_wait (delay, cancellable, &werr)) {
+    g_clear_error (error);
+    g_propagate_error (error, werr);
+    return FALSE;
+  }
+  g_clear_error (error);
+  return TRUE;
+}
+
+/* --- the API client ------------------------------------------------------- */
+
 GrokImagineClient *
-grok_imagine_client_new (SoupSession * session, GrokImagineApi api,
+grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
     const gchar * base_url, const gchar * api_key, GError ** error)
 {
   g_autoptr (GUri) uri = NULL;
@@ -36,7 +226,8 @@ grok_imagine_client_new (SoupSession * session, GrokImagineApi api,
   }
 
   client = g_new0 (GrokImagineClient, 1);
-  client->session = g_object_ref (session);
+  client->http = *http;
+  g_object_ref (client->http.session);
   client->api = api;
   client->base_url = g_strdup (base_url);
   g_strchomp (client->base_url);
@@ -54,7 +245,7 @@ grok_imagine_client_free (GrokImagineClient * client)
 {
   if (client == NULL)
     return;
-  g_object_unref (client->session);
+  g_object_unref (client->http.session);
   g_free (client->base_url);
   g_free (client->host);
   if (client->authorization)
@@ -69,52 +260,66 @@ grok_imagine_client_get_host (GrokImagineClient * client)
   return client->host;
 }
 
-GrokImagineError
-grok_imagine_error_for_http_status (guint status)
+/* Seconds from a header holding either a delay or a unix time */
+static gint64
+header_seconds (SoupMessageHeaders * hdrs, const gchar * name)
 {
-  switch (status) {
-    case SOUP_STATUS_BAD_REQUEST:
-      return GROK_IMAGINE_ERROR_SETTINGS;
-    case SOUP_STATUS_UNAUTHORIZED:
-      return GROK_IMAGINE_ERROR_NOT_AUTHORIZED;
-    case SOUP_STATUS_PAYMENT_REQUIRED:
-      return GROK_IMAGINE_ERROR_PAYMENT_REQUIRED;
-    case SOUP_STATUS_FORBIDDEN:
-    case SOUP_STATUS_NOT_FOUND:
-    case SOUP_STATUS_GONE:
-      return GROK_IMAGINE_ERROR_NOT_FOUND;
-    case 429:                    /* Too Many Requests */
-      return GROK_IMAGINE_ERROR_RATE_LIMITED;
-    default:
-      return GROK_IMAGINE_ERROR_SERVER;
-  }
+  const gchar *value = soup_message_headers_get_one (hdrs, name);
+  gchar *end;
+  gint64 v;
+
+  if (value == NULL)
+    return -1;
+  v = g_ascii_strtoll (value, &end, 10);
+  if (end == value || v < 0)
+    return -1;
+  if (v > 1000000000)           /* a unix time */
+    v = MAX (v - g_get_real_time () / G_TIME_SPAN_SECOND, 1);
+  return v;
 }
 
-GInputStream *
-grok_imagine_send (SoupSession * session, SoupMessage * msg,
+/* Remembers when the API allows the next request */
+static void
+update_rate_limit (GrokImagineClient * client, SoupMessage * msg)
+{
+  SoupMessageHeaders *hdrs = soup_message_get_response_headers (msg);
+  const gchar *remaining = soup_message_headers_get_one (hdrs,
+      "X-RateLimit-Remaining");
+  gint64 wait = -1;
+
+  if (soup_message_get_status (msg) == 429) {
+    wait = header_seconds (hdrs, "Retry-After");
+    if (wait < 0)
+      wait = header_seconds (hdrs, "X-RateLimit-Reset");
+  } else if (remaining && g_ascii_strtoll (remaining, NULL, 10) == 0
+      && g_ascii_isdigit (remaining[0])) {
+    wait = header_seconds (hdrs, "X-RateLimit-Reset");
+  }
+  if (wait > 0)
+    client->not_before = g_get_monotonic_time () +
+        MIN (wait * G_TIME_SPAN_SECOND, GROK_IMAGINE_MAX_RATE_WAIT);
+}
+
+/* Waits for the rate limit, never past the deadline */
+static gboolean
+honour_rate_limit (GrokImagineClient * client, gint64 deadline,
     GCancellable * cancellable, GError ** error)
 {
-  g_autoptr (GError) err = NULL;
-  GInputStream *stream;
-  GUri *uri;
+  gint64 wait = client->not_before - g_get_monotonic_time ();
 
-  stream = soup_session_send (session, msg, cancellable, &err);
-  if (stream)
-    return stream;
-
-  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
-    g_propagate_error (error, g_steal_pointer (&err));
-    return NULL;
+  if (wait <= 0)
+    return TRUE;
+  if (deadline != GROK_IMAGINE_NO_DEADLINE
+      && g_get_monotonic_time () + wait > deadline) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+        "the API's rate limit asks to wait %.1f s, past the deadline",
+        wait / (gdouble) G_TIME_SPAN_SECOND);
+    return FALSE;
   }
-  uri = soup_message_get_uri (msg);
-  if (g_uri_get_port (uri) > 0)
-    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
-        "Could not reach %s:%d: %s", g_uri_get_host (uri),
-        g_uri_get_port (uri), err->message);
-  else
-    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
-        "Could not reach %s: %s", g_uri_get_host (uri), err->message);
-  return NULL;
+  if (client->http.notify)
+    client->http.notify (GROK_IMAGINE_WAIT_RATE_LIMIT, wait, NULL,
+        client->http.notify_data);
+  return grok_imagine_wait (wait, cancellable, error);
 }
 
 /* Reads the whole answer, refusing more than GROK_IMAGINE_MAX_BODY_SIZE. */
@@ -142,38 +347,81 @@ read_body (GInputStream * stream, GCancellable * cancellable, GError ** error)
   return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
 }
 
-/* Sends one API request with the key and returns the body of a 2xx answer.
- * Redirects are not followed: the key goes to the base URL's origin only. */
+static gboolean
+same_origin (GUri * a, GUri * b)
+{
+  return g_ascii_strcasecmp (g_uri_get_scheme (a), g_uri_get_scheme (b)) == 0
+      && g_ascii_strcasecmp (g_uri_get_host (a), g_uri_get_host (b)) == 0
+      && g_uri_get_port (a) == g_uri_get_port (b);
+}
+
+/* One API request with the key; the body of a 2xx answer. Redirects are
+ * followed within the base URL's origin only: the key goes nowhere else. */
 static GBytes *
-call_api (GrokImagineClient * client, const gchar * method,
+call_api_once (GrokImagineClient * client, const gchar * method,
     const gchar * path_and_query, GBytes * json, GCancellable * cancellable,
     guint * http_status, GError ** error)
 {
   g_autofree gchar *url = g_strconcat (client->base_url, path_and_query, NULL);
-  g_autoptr (SoupMessage) msg = soup_message_new (method, url);
+  g_autoptr (SoupMessage) msg = NULL;
   g_autoptr (GInputStream) stream = NULL;
   g_autoptr (GBytes) body = NULL;
   g_autofree gchar *api_message = NULL;
   SoupMessageHeaders *hdrs;
-  guint status;
+  guint status, redirects = 0;
 
   *http_status = 0;
-  if (msg == NULL) {
-    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_SETTINGS,
-        "Cannot build a request to '%s'.", url);
-    return NULL;
-  }
-  soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
-  hdrs = soup_message_get_request_headers (msg);
-  soup_message_headers_replace (hdrs, "Authorization", client->authorization);
-  soup_message_headers_replace (hdrs, "Accept", "application/json");
-  if (json)
-    soup_message_set_request_body_from_bytes (msg, "application/json", json);
+  for (;;) {
+    g_autoptr (GUri) next = NULL;
+    const gchar *location;
 
-  stream = grok_imagine_send (client->session, msg, cancellable, error);
-  if (stream == NULL)
-    return NULL;
-  status = *http_status = soup_message_get_status (msg);
+    g_clear_object (&msg);
+    msg = grok_imagine_http_new_message (&client->http, method, url);
+    if (msg == NULL) {
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_SETTINGS,
+          "Cannot build a request to '%s'.", url);
+      return NULL;
+    }
+    soup_message_add_flags (msg, SOUP_MESSAGE_NO_REDIRECT);
+    hdrs = soup_message_get_request_headers (msg);
+    soup_message_headers_replace (hdrs, "Authorization",
+        client->authorization);
+    soup_message_headers_replace (hdrs, "Accept", "application/json");
+    if (json)
+      soup_message_set_request_body_from_bytes (msg, "application/json",
+          json);
+
+    g_clear_object (&stream);
+    stream = grok_imagine_http_send (&client->http, msg, cancellable, error);
+    if (stream == NULL)
+      return NULL;
+    status = *http_status = soup_message_get_status (msg);
+    update_rate_limit (client, msg);
+    if (!SOUP_STATUS_IS_REDIRECTION (status))
+      break;
+
+    location = soup_message_headers_get_one (soup_message_get_response_headers
+        (msg), "Location");
+    if (location)
+      next = g_uri_parse_relative (soup_message_get_uri (msg), location,
+          SOUP_HTTP_URI_FLAGS, NULL);
+    if (next == NULL || !same_origin (next, soup_message_get_uri (msg))
+        || ++redirects > MAX_API_REDIRECTS) {
+      g_autofree gchar *target = next == NULL ?
+          g_strdup ("an invalid address") : g_uri_get_port (next) > 0 ?
+          g_strdup_printf ("%s:%d", g_uri_get_host (next),
+          g_uri_get_port (next)) : g_strdup (g_uri_get_host (next));
+
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_HTTP,
+          "HTTP %u %s: the API redirected to %s; the key is only sent to "
+          "the base-url's own host, so set base-url to the new address",
+          status, soup_message_get_reason_phrase (msg), target);
+      return NULL;
+    }
+    g_free (url);
+    url = g_uri_to_string (next);
+  }
+
   body = read_body (stream, cancellable, error);
   if (body == NULL)
     return NULL;
@@ -182,29 +430,60 @@ call_api (GrokImagineClient * client, const gchar * method,
 
   api_message = grok_imagine_parse_error_body (g_bytes_get_data (body, NULL),
       g_bytes_get_size (body));
-  if (SOUP_STATUS_IS_REDIRECTION (status))
-    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_SERVER,
-        "HTTP %u %s: the API redirected elsewhere; the key is only sent to "
-        "the base-url, set base-url to the new address", status,
-        soup_message_get_reason_phrase (msg));
-  else
-    g_set_error (error, GROK_IMAGINE_ERROR,
-        grok_imagine_error_for_http_status (status), "HTTP %u %s%s%s", status,
-        soup_message_get_reason_phrase (msg), api_message ? ": " : "",
-        api_message ? api_message : "");
+  g_set_error (error, GROK_IMAGINE_ERROR,
+      grok_imagine_error_for_http_status (status), "HTTP %u %s%s%s", status,
+      soup_message_get_reason_phrase (msg), api_message ? ": " : "",
+      api_message ? api_message : "");
   return NULL;
+}
+
+/* An API request with rate-limit waits and retries. */
+static GBytes *
+call_api (GrokImagineClient * client, const gchar * method,
+    const gchar * path_and_query, GBytes * json, gboolean idempotent,
+    gint64 deadline, GCancellable * cancellable, guint * http_status,
+    GError ** error)
+{
+  guint attempt;
+
+  for (attempt = 0;; attempt++) {
+    GBytes *body;
+    gint64 rate_wait;
+
+    if (!honour_rate_limit (client, deadline, cancellable, error))
+      return NULL;
+    body = call_api_once (client, method, path_and_query, json, cancellable,
+        http_status, error);
+    if (body)
+      return body;
+
+    rate_wait = client->not_before - g_get_monotonic_time ();
+    if (g_error_matches (*error, GROK_IMAGINE_ERROR,
+            GROK_IMAGINE_ERROR_RATE_LIMITED) && rate_wait > 0) {
+      /* the next round waits as long as the API asked */
+      if (attempt >= client->http.retries || (deadline !=
+              GROK_IMAGINE_NO_DEADLINE
+              && g_get_monotonic_time () + rate_wait > deadline))
+        return NULL;
+      g_clear_error (error);
+      continue;
+    }
+    if (!grok_imagine_http_retry (&client->http, idempotent, attempt,
+            deadline, cancellable, error))
+      return NULL;
+  }
 }
 
 gchar *
 grok_imagine_client_submit (GrokImagineClient * client,
-    const GrokImagineRequest * req, GCancellable * cancellable,
-    guint * http_status, GError ** error)
+    const GrokImagineRequest * req, gint64 deadline,
+    GCancellable * cancellable, guint * http_status, GError ** error)
 {
   gchar *json = grok_imagine_request_to_json (req);
   g_autoptr (GBytes) body = g_bytes_new_take (json, strlen (json));
   g_autoptr (GBytes) answer = call_api (client, "POST",
-      grok_imagine_api_generate_path (client->api), body, cancellable,
-      http_status, error);
+      grok_imagine_api_generate_path (client->api), body, FALSE, deadline,
+      cancellable, http_status, error);
 
   if (answer == NULL)
     return NULL;
@@ -214,13 +493,14 @@ grok_imagine_client_submit (GrokImagineClient * client,
 
 GrokImagineStatus *
 grok_imagine_client_poll (GrokImagineClient * client, const gchar * task_id,
-    GCancellable * cancellable, guint * http_status, GError ** error)
+    gint64 deadline, GCancellable * cancellable, guint * http_status,
+    GError ** error)
 {
   g_autofree gchar *escaped = g_uri_escape_string (task_id, NULL, FALSE);
   g_autofree gchar *path = g_strdup_printf ("%s?task_id=%s",
       grok_imagine_api_status_path (client->api), escaped);
-  g_autoptr (GBytes) answer = call_api (client, "GET", path, NULL,
-      cancellable, http_status, error);
+  g_autoptr (GBytes) answer = call_api (client, "GET", path, NULL, TRUE,
+      deadline, cancellable, http_status, error);
 
   if (answer == NULL)
     return NULL;

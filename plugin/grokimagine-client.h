@@ -2,7 +2,8 @@
  * Copyright (C) 2026 gst-grokimagine authors
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * HTTP with libsoup: submit a job and poll its status. No GStreamer types.
+ * HTTP with libsoup: submit a job and poll its status, with retries,
+ * backoff, rate-limit waits and cancellable waits. No GStreamer types.
  */
 #pragma once
 
@@ -11,9 +12,35 @@
 
 G_BEGIN_DECLS
 
+typedef enum
+{
+  GROK_IMAGINE_WAIT_RETRY,      /* backing off after a transient failure */
+  GROK_IMAGINE_WAIT_RATE_LIMIT, /* the API asked us to slow down */
+} GrokImagineWaitReason;
+
+/* Called before every wait longer than nothing; @cause is the failure that
+ * led to it (NULL for a rate-limit wait announced by a successful answer). */
+typedef void (*GrokImagineWaitNotify) (GrokImagineWaitReason reason,
+    gint64 wait_us, const GError * cause, gpointer user_data);
+
+/* What every request of a run shares: the session and the policies. */
+typedef struct
+{
+  SoupSession *session;
+  gboolean ssl_strict;
+  guint retries;                /* retries after a transient failure */
+  GrokImagineWaitNotify notify;
+  gpointer notify_data;
+} GrokImagineHttp;
+
+/* The longest wait a rate-limit header can impose */
+#define GROK_IMAGINE_MAX_RATE_WAIT (120 * G_TIME_SPAN_SECOND)
+/* No deadline */
+#define GROK_IMAGINE_NO_DEADLINE G_MAXINT64
+
 typedef struct _GrokImagineClient GrokImagineClient;
 
-GrokImagineClient *grok_imagine_client_new (SoupSession * session,
+GrokImagineClient *grok_imagine_client_new (const GrokImagineHttp * http,
     GrokImagineApi api, const gchar * base_url, const gchar * api_key,
     GError ** error);
 void grok_imagine_client_free (GrokImagineClient * client);
@@ -21,16 +48,25 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineClient, grok_imagine_client_free);
 
 const gchar *grok_imagine_client_get_host (GrokImagineClient * client);
 
+/* The paid POST: retried only when the server certainly did not take it
+ * (HTTP 429, or no connection). @deadline is monotonic time in µs. */
 gchar *grok_imagine_client_submit (GrokImagineClient * client,
-    const GrokImagineRequest * req, GCancellable * cancellable,
-    guint * http_status, GError ** error);
+    const GrokImagineRequest * req, gint64 deadline,
+    GCancellable * cancellable, guint * http_status, GError ** error);
 GrokImagineStatus *grok_imagine_client_poll (GrokImagineClient * client,
-    const gchar * task_id, GCancellable * cancellable, guint * http_status,
-    GError ** error);
+    const gchar * task_id, gint64 deadline, GCancellable * cancellable,
+    guint * http_status, GError ** error);
 
 /* Shared by the API client and the result download. */
-GInputStream *grok_imagine_send (SoupSession * session, SoupMessage * msg,
+SoupMessage *grok_imagine_http_new_message (const GrokImagineHttp * http,
+    const gchar * method, const gchar * url);
+GInputStream *grok_imagine_http_send (const GrokImagineHttp * http,
+    SoupMessage * msg, GCancellable * cancellable, GError ** error);
+gboolean grok_imagine_http_retry (const GrokImagineHttp * http,
+    gboolean idempotent, guint attempt, gint64 deadline,
     GCancellable * cancellable, GError ** error);
 GrokImagineError grok_imagine_error_for_http_status (guint status);
+gboolean grok_imagine_wait (gint64 wait_us, GCancellable * cancellable,
+    GError ** error);
 
 G_END_DECLS

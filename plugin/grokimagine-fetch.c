@@ -3,11 +3,10 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "grokimagine-fetch.h"
-#include "grokimagine-client.h"
 
 struct _GrokImagineFetch
 {
-  SoupSession *session;
+  GrokImagineHttp http;
   gchar *url;
   SoupMessage *msg;
   GInputStream *stream;
@@ -17,11 +16,12 @@ struct _GrokImagineFetch
 };
 
 GrokImagineFetch *
-grok_imagine_fetch_new (SoupSession * session, const gchar * url)
+grok_imagine_fetch_new (const GrokImagineHttp * http, const gchar * url)
 {
   GrokImagineFetch *fetch = g_new0 (GrokImagineFetch, 1);
 
-  fetch->session = g_object_ref (session);
+  fetch->http = *http;
+  g_object_ref (fetch->http.session);
   fetch->url = g_strdup (url);
   fetch->size = G_MAXUINT64;
   return fetch;
@@ -42,7 +42,7 @@ grok_imagine_fetch_free (GrokImagineFetch * fetch)
   if (fetch == NULL)
     return;
   grok_imagine_fetch_close (fetch);
-  g_object_unref (fetch->session);
+  g_object_unref (fetch->http.session);
   g_free (fetch->url);
   g_free (fetch->content_type);
   g_free (fetch);
@@ -101,8 +101,23 @@ skip_to (GrokImagineFetch * fetch, guint64 offset, GCancellable * cancellable,
   return TRUE;
 }
 
-gboolean
-grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
+/* The result must stay the same file across requests */
+static gboolean
+set_size (GrokImagineFetch * fetch, guint64 size, GError ** error)
+{
+  if (fetch->size != G_MAXUINT64 && fetch->size != size) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "the result changed during the download: it had %" G_GUINT64_FORMAT
+        " bytes, now %" G_GUINT64_FORMAT, fetch->size, size);
+    grok_imagine_fetch_close (fetch);
+    return FALSE;
+  }
+  fetch->size = size;
+  return TRUE;
+}
+
+static gboolean
+open_once (GrokImagineFetch * fetch, guint64 offset,
     GCancellable * cancellable, guint * http_status, GError ** error)
 {
   SoupMessageHeaders *hdrs;
@@ -112,7 +127,8 @@ grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
   grok_imagine_fetch_close (fetch);
   *http_status = 0;
 
-  fetch->msg = soup_message_new ("GET", fetch->url);
+  fetch->msg = grok_imagine_http_new_message (&fetch->http, "GET",
+      fetch->url);
   if (fetch->msg == NULL) {
     g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
         "the result URL '%s' is not a valid http(s) URL", fetch->url);
@@ -124,8 +140,8 @@ grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
   if (offset > 0)
     soup_message_headers_set_range (hdrs, offset, -1);
 
-  fetch->stream = grok_imagine_send (fetch->session, fetch->msg, cancellable,
-      error);
+  fetch->stream = grok_imagine_http_send (&fetch->http, fetch->msg,
+      cancellable, error);
   if (fetch->stream == NULL) {
     g_clear_object (&fetch->msg);
     return FALSE;
@@ -147,17 +163,15 @@ grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
       return FALSE;
     }
     fetch->position = offset;
-    if (total >= 0)
-      fetch->size = total;
-    return TRUE;
+    return total < 0 || set_size (fetch, total, error);
   }
 
   if (status == SOUP_STATUS_OK) {
     goffset length = soup_message_headers_get_content_length (hdrs);
 
-    if (length > 0 || soup_message_headers_get_encoding (hdrs) ==
-        SOUP_ENCODING_CONTENT_LENGTH)
-      fetch->size = length;
+    if ((length > 0 || soup_message_headers_get_encoding (hdrs) ==
+            SOUP_ENCODING_CONTENT_LENGTH) && !set_size (fetch, length, error))
+      return FALSE;
     fetch->position = 0;
     if (skip_to (fetch, offset, cancellable, error))
       return TRUE;
@@ -183,35 +197,68 @@ grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
   return FALSE;
 }
 
+gboolean
+grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
+    GCancellable * cancellable, guint * http_status, GError ** error)
+{
+  guint attempt;
+
+  for (attempt = 0;; attempt++) {
+    if (open_once (fetch, offset, cancellable, http_status, error))
+      return TRUE;
+    if (!grok_imagine_http_retry (&fetch->http, TRUE, attempt,
+            GROK_IMAGINE_NO_DEADLINE, cancellable, error))
+      return FALSE;
+  }
+}
+
+/* Fills @data unless the result ends first; a dropped connection is
+ * resumed from the next byte, with the retries of a failed request. */
 gssize
 grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
     GCancellable * cancellable, GError ** error)
 {
+  gboolean known = fetch->size != G_MAXUINT64;
+  guint failures = 0;
   gsize got = 0;
 
-  if (fetch->size != G_MAXUINT64) {
+  if (known) {
     if (fetch->position >= fetch->size)
       return 0;
     len = MIN (len, fetch->size - fetch->position);
   }
 
   while (got < len) {
+    g_autoptr (GError) err = NULL;
+    guint http_status;
     gssize n = g_input_stream_read (fetch->stream, data + got, len - got,
-        cancellable, error);
+        cancellable, &err);
 
-    if (n < 0)
-      return -1;
-    if (n == 0)
+    if (n > 0) {
+      got += n;
+      fetch->position += n;
+      failures = 0;
+      continue;
+    }
+    if (n == 0 && !known)
       break;
-    got += n;
-    fetch->position += n;
-  }
+    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+      g_propagate_error (error, g_steal_pointer (&err));
+      return -1;
+    }
 
-  if (got < len && fetch->size != G_MAXUINT64) {
-    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+    g_clear_error (&err);
+    g_set_error (&err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
         "the connection closed at byte %" G_GUINT64_FORMAT " of %"
         G_GUINT64_FORMAT, fetch->position, fetch->size);
-    return -1;
+    if (!grok_imagine_http_retry (&fetch->http, TRUE, failures++,
+            GROK_IMAGINE_NO_DEADLINE, cancellable, &err)) {
+      g_propagate_error (error, g_steal_pointer (&err));
+      return -1;
+    }
+    if (!grok_imagine_fetch_open (fetch, fetch->position, cancellable,
+            &http_status, error))
+      return -1;
   }
   return got;
 }

@@ -3,17 +3,18 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * The result download: ranged GET, size and Content-Type. No GStreamer types.
- * The request never carries the API key.
+ * The request never carries the API key. A connection that drops is
+ * resumed with a Range request from the next byte.
  */
 #pragma once
 
-#include <libsoup/soup.h>
+#include "grokimagine-client.h"
 
 G_BEGIN_DECLS
 
 typedef struct _GrokImagineFetch GrokImagineFetch;
 
-GrokImagineFetch *grok_imagine_fetch_new (SoupSession * session,
+GrokImagineFetch *grok_imagine_fetch_new (const GrokImagineHttp * http,
     const gchar * url);
 void grok_imagine_fetch_free (GrokImagineFetch * fetch);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineFetch, grok_imagine_fetch_free);

@@ -83,6 +83,11 @@ enum
   PROP_RESULT_INDEX,
   PROP_POLL_INTERVAL,
   PROP_TIMEOUT,
+  PROP_RETRIES,
+  PROP_REQUEST_TIMEOUT,
+  PROP_SSL_STRICT,
+  PROP_SSL_CA_FILE,
+  PROP_TLS_DATABASE,
   N_PROPS
 };
 
@@ -96,8 +101,10 @@ enum
 #define DEFAULT_RESULT_INDEX 0
 #define DEFAULT_POLL_INTERVAL 2000
 #define DEFAULT_TIMEOUT 900
+#define DEFAULT_RETRIES 5
+#define DEFAULT_REQUEST_TIMEOUT 30
+#define DEFAULT_SSL_STRICT TRUE
 #define DEFAULT_BLOCKSIZE (64 * 1024)
-#define REQUEST_TIMEOUT 60
 
 static GParamSpec *properties[N_PROPS];
 
@@ -112,6 +119,11 @@ typedef struct
   guint result_index;
   guint poll_interval;
   guint timeout;
+  guint retries;
+  guint request_timeout;
+  gboolean ssl_strict;
+  gchar *ssl_ca_file;
+  GTlsDatabase *tls_database;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -122,17 +134,17 @@ struct _GstGrokImagineSrc
   gchar *submitted_task_id;     /* object lock: the task this element paid for */
   gchar *submitted_fingerprint; /* object lock: ...and the request it was for */
 
-  /* unlock() may come from any thread before, during or after a request */
+  /* unlock() may come from any thread before, during or after a request:
+   * it cancels this, and unlock_stop() puts a fresh one in its place */
   GMutex cancel_lock;
-  GCond cancel_cond;
-  gboolean flushing;
   GCancellable *cancellable;
 
   /* The run: set up in start(), used by the streaming thread, freed in stop() */
   Settings run;
   gchar *fingerprint;
-  SoupSession *session;
+  GrokImagineHttp http;
   GrokImagineClient *client;
+  gint64 deadline;              /* monotonic µs; 0 until the job starts */
   gchar *last_raw_status;
   GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
   guint64 announced_size;
@@ -197,6 +209,8 @@ settings_clear (Settings * s)
     memset (s->api_key, 0, strlen (s->api_key));
   g_clear_pointer (&s->api_key, g_free);
   g_clear_pointer (&s->task_id, g_free);
+  g_clear_pointer (&s->ssl_ca_file, g_free);
+  g_clear_object (&s->tls_database);
 }
 
 static void
@@ -213,6 +227,9 @@ settings_copy (Settings * dst, const Settings * src)
   dst->base_url = g_strdup (src->base_url);
   dst->api_key = g_strdup (src->api_key);
   dst->task_id = g_strdup (src->task_id);
+  dst->ssl_ca_file = g_strdup (src->ssl_ca_file);
+  if (src->tls_database)
+    dst->tls_database = g_object_ref (src->tls_database);
 }
 
 static gchar *
@@ -236,21 +253,6 @@ get_cancellable (GstGrokImagineSrc * self)
   return c;
 }
 
-/* Waits @ms milliseconds; FALSE when unlock() interrupted the wait. */
-static gboolean
-wait_ms (GstGrokImagineSrc * self, gint64 ms)
-{
-  gint64 end = g_get_monotonic_time () + ms * G_TIME_SPAN_MILLISECOND;
-  gboolean flushing;
-
-  g_mutex_lock (&self->cancel_lock);
-  while (!self->flushing && g_cond_wait_until (&self->cancel_cond,
-          &self->cancel_lock, end));
-  flushing = self->flushing;
-  g_mutex_unlock (&self->cancel_lock);
-  return !flushing;
-}
-
 static gboolean
 gst_grok_imagine_src_unlock (GstBaseSrc * bsrc)
 {
@@ -258,9 +260,7 @@ gst_grok_imagine_src_unlock (GstBaseSrc * bsrc)
 
   GST_DEBUG_OBJECT (self, "unlock");
   g_mutex_lock (&self->cancel_lock);
-  self->flushing = TRUE;
   g_cancellable_cancel (self->cancellable);
-  g_cond_broadcast (&self->cancel_cond);
   g_mutex_unlock (&self->cancel_lock);
   return TRUE;
 }
@@ -272,7 +272,6 @@ gst_grok_imagine_src_unlock_stop (GstBaseSrc * bsrc)
 
   GST_DEBUG_OBJECT (self, "unlock stop");
   g_mutex_lock (&self->cancel_lock);
-  self->flushing = FALSE;
   if (g_cancellable_is_cancelled (self->cancellable)) {
     g_object_unref (self->cancellable);
     self->cancellable = g_cancellable_new ();
@@ -320,9 +319,18 @@ post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
         code = GST_RESOURCE_ERROR_NOT_FOUND;
         text = g_strdup_printf ("Not found while %s: %s", doing, err->message);
         break;
-      case GROK_IMAGINE_ERROR_NETWORK:
+      case GROK_IMAGINE_ERROR_UNREACHABLE:
         code = GST_RESOURCE_ERROR_OPEN_READ;
         text = g_strdup_printf ("%s (while %s).", err->message, doing);
+        break;
+      case GROK_IMAGINE_ERROR_NETWORK:
+        text = g_strdup_printf ("%s (while %s).", err->message, doing);
+        break;
+      case GROK_IMAGINE_ERROR_TLS:
+        code = GST_RESOURCE_ERROR_OPEN_READ;
+        text = g_strdup_printf ("%s while %s. Trust its CA with tls-database "
+            "or ssl-ca-file, or set ssl-strict=false to skip the check.",
+            err->message, doing);
         break;
       case GROK_IMAGINE_ERROR_TASK_FAILED:
         code = GST_RESOURCE_ERROR_FAILED;
@@ -338,6 +346,7 @@ post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
         break;
       case GROK_IMAGINE_ERROR_RATE_LIMITED:
       case GROK_IMAGINE_ERROR_SERVER:
+      case GROK_IMAGINE_ERROR_HTTP:
       default:
         text = g_strdup_printf ("The server failed while %s: %s", doing,
             err->message);
@@ -401,6 +410,23 @@ post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
 
 /* --- the job -------------------------------------------------------------- */
 
+/* After a failed POST: whether the server may have taken the job anyway */
+static gboolean
+may_have_been_charged (const GError * err)
+{
+  if (err->domain != GROK_IMAGINE_ERROR)
+    return FALSE;
+  switch (err->code) {
+    case GROK_IMAGINE_ERROR_NETWORK:
+    case GROK_IMAGINE_ERROR_SERVER:
+    case GROK_IMAGINE_ERROR_PROTOCOL:
+    case GROK_IMAGINE_ERROR_TIMEOUT:
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
 static GstFlowReturn
 submit (GstGrokImagineSrc * self)
 {
@@ -412,7 +438,15 @@ submit (GstGrokImagineSrc * self)
   GST_INFO_OBJECT (self, "submitting a %s job",
       grok_imagine_api_get_nick (self->run.req.api));
   task_id = grok_imagine_client_submit (self->client, &self->run.req,
-      cancellable, &http_status, &err);
+      self->deadline, cancellable, &http_status, &err);
+  if (task_id == NULL && may_have_been_charged (err)) {
+    /* Neither API has an idempotency key: never send the POST again */
+    g_prefix_error (&err, "The job may have been accepted and credits "
+        "charged, but its answer was lost. Do not simply run again: look for "
+        "the task in your account's task history; a task found there can be "
+        "fetched with task-id=<id>. ");
+    return post_error (self, err, http_status, NULL, "submitting the job");
+  }
   if (task_id == NULL)
     return post_error (self, err, http_status, NULL, "submitting the job");
 
@@ -455,8 +489,22 @@ job_completed (GstGrokImagineSrc * self, const GrokImagineStatus * st)
   url = st->result_urls[self->run.result_index];
   GST_INFO_OBJECT (self, "task %s completed, streaming result %u: %s",
       self->run.task_id, self->run.result_index, url);
-  self->fetch = grok_imagine_fetch_new (self->session, url);
+  self->fetch = grok_imagine_fetch_new (&self->http, url);
   return GST_FLOW_OK;
+}
+
+static GstFlowReturn
+post_timeout (GstGrokImagineSrc * self, const gchar * last_status,
+    const GError * cause)
+{
+  g_autoptr (GError) err = g_error_new (GROK_IMAGINE_ERROR,
+      GROK_IMAGINE_ERROR_TIMEOUT, "Task %s did not finish within the "
+      "timeout of %u s (last status '%s'%s%s). It may still complete: set "
+      "task-id=%s to reattach without paying again.", self->run.task_id,
+      self->run.timeout, last_status ? last_status : "unknown",
+      cause ? "; " : "", cause ? cause->message : "", self->run.task_id);
+
+  return post_error (self, err, 0, self->run.task_id, "waiting");
 }
 
 /* Submits (unless reattaching) and polls until the job ends. Runs in the
@@ -464,13 +512,15 @@ job_completed (GstGrokImagineSrc * self, const GrokImagineStatus * st)
 static GstFlowReturn
 run_job (GstGrokImagineSrc * self)
 {
-  gint64 deadline;
   GstFlowReturn ret;
 
+  /* A flush interrupts the job; the deadline stays that of the first try */
+  if (self->deadline == 0)
+    self->deadline = g_get_monotonic_time () +
+        self->run.timeout * G_TIME_SPAN_SECOND;
   if (self->run.task_id == NULL && (ret = submit (self)) != GST_FLOW_OK)
     return ret;
 
-  deadline = g_get_monotonic_time () + self->run.timeout * G_TIME_SPAN_SECOND;
   for (;;) {
     g_autoptr (GCancellable) cancellable = get_cancellable (self);
     g_autoptr (GrokImagineStatus) st = NULL;
@@ -479,7 +529,10 @@ run_job (GstGrokImagineSrc * self)
     gint64 now;
 
     st = grok_imagine_client_poll (self->client, self->run.task_id,
-        cancellable, &http_status, &err);
+        self->deadline, cancellable, &http_status, &err);
+    if (st == NULL && g_error_matches (err, GROK_IMAGINE_ERROR,
+            GROK_IMAGINE_ERROR_TIMEOUT))
+      return post_timeout (self, self->last_raw_status, err);
     if (st == NULL)
       return post_error (self, err, http_status, self->run.task_id,
           "checking the task status");
@@ -502,18 +555,59 @@ run_job (GstGrokImagineSrc * self)
     }
 
     now = g_get_monotonic_time ();
-    if (now >= deadline) {
-      err = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
-          "Task %s did not finish within the timeout of %u s (last status "
-          "'%s'). It may still complete: set task-id=%s to reattach without "
-          "paying again.", self->run.task_id, self->run.timeout,
-          st->raw_status, self->run.task_id);
-      return post_error (self, err, 0, self->run.task_id, "waiting");
-    }
-    if (!wait_ms (self, MIN (self->run.poll_interval,
-                (deadline - now + 999) / 1000)))
+    if (now >= self->deadline)
+      return post_timeout (self, st->raw_status, NULL);
+    if (!grok_imagine_wait (MIN (self->run.poll_interval *
+                G_TIME_SPAN_MILLISECOND, self->deadline - now), cancellable,
+            NULL))
       return GST_FLOW_FLUSHING;
   }
+}
+
+/* Called by the HTTP layer before it waits: says why on the bus */
+static void
+on_wait (GrokImagineWaitReason reason, gint64 wait_us, const GError * cause,
+    gpointer user_data)
+{
+  GstGrokImagineSrc *self = user_data;
+  gdouble secs = wait_us / (gdouble) G_TIME_SPAN_SECOND;
+
+  if (reason == GROK_IMAGINE_WAIT_RATE_LIMIT)
+    GST_ELEMENT_WARNING (self, RESOURCE, BUSY, ("Rate limited by the API: "
+            "waiting %.1f s before the next request.", secs), (NULL));
+  else
+    GST_ELEMENT_WARNING (self, RESOURCE, READ, ("Temporary failure, retrying "
+            "in %.1f s: %s", secs, cause->message), (NULL));
+}
+
+static gboolean
+setup_http (GstGrokImagineSrc * self)
+{
+  g_autoptr (GTlsDatabase) db = NULL;
+  g_autoptr (GError) err = NULL;
+
+  if (self->run.tls_database) {
+    db = g_object_ref (self->run.tls_database);
+  } else if (self->run.ssl_ca_file) {
+    db = g_tls_file_database_new (self->run.ssl_ca_file, &err);
+    if (db == NULL) {
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Cannot read the "
+              "certificates of ssl-ca-file '%s': %s", self->run.ssl_ca_file,
+              err->message), (NULL));
+      return FALSE;
+    }
+  }
+
+  self->http.session = soup_session_new_with_options ("user-agent",
+      "gst-grokimagine/" PACKAGE_VERSION " ", "timeout",
+      self->run.request_timeout, NULL);
+  if (db)
+    soup_session_set_tls_database (self->http.session, db);
+  self->http.ssl_strict = self->run.ssl_strict;
+  self->http.retries = self->run.retries;
+  self->http.notify = on_wait;
+  self->http.notify_data = self;
+  return TRUE;
 }
 
 /* --- GstBaseSrc ----------------------------------------------------------- */
@@ -556,10 +650,9 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
     return FALSE;
   }
 
-  self->session = soup_session_new_with_options ("user-agent",
-      "gst-grokimagine/" PACKAGE_VERSION " ", "timeout", REQUEST_TIMEOUT,
-      NULL);
-  self->client = grok_imagine_client_new (self->session, self->run.req.api,
+  if (!setup_http (self))
+    return FALSE;
+  self->client = grok_imagine_client_new (&self->http, self->run.req.api,
       self->run.base_url, self->run.api_key, &err);
   if (self->client == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
@@ -580,9 +673,10 @@ gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
   GST_DEBUG_OBJECT (self, "stop");
   g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
   g_clear_pointer (&self->client, grok_imagine_client_free);
-  if (self->session)
-    soup_session_abort (self->session);
-  g_clear_object (&self->session);
+  if (self->http.session)
+    soup_session_abort (self->http.session);
+  g_clear_object (&self->http.session);
+  self->deadline = 0;
   g_clear_pointer (&self->fingerprint, g_free);
   g_clear_pointer (&self->last_raw_status, g_free);
   gst_clear_caps (&self->caps);
@@ -669,6 +763,7 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
   g_autoptr (GCancellable) cancellable = NULL;
   g_autoptr (GError) err = NULL;
+  g_autofree gchar *doing = NULL;
   GstBuffer *buf;
   GstMapInfo map;
   guint64 size;
@@ -685,6 +780,8 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
     return GST_FLOW_EOS;
 
   cancellable = get_cancellable (self);
+  doing = g_strdup_printf ("downloading the result of task %s",
+      self->run.task_id);
   if (!grok_imagine_fetch_is_open (self->fetch)
       || grok_imagine_fetch_get_position (self->fetch) != offset) {
     guint http_status = 0;
@@ -693,8 +790,7 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
         G_GUINT64_FORMAT, offset);
     if (!grok_imagine_fetch_open (self->fetch, offset, cancellable,
             &http_status, &err))
-      return post_error (self, err, http_status, self->run.task_id,
-          "downloading the result");
+      return post_error (self, err, http_status, self->run.task_id, doing);
     update_size (self);
   }
 
@@ -708,8 +804,7 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
     if (n == 0)
       return GST_FLOW_EOS;
     grok_imagine_fetch_close (self->fetch);
-    return post_error (self, err, 0, self->run.task_id,
-        "downloading the result");
+    return post_error (self, err, 0, self->run.task_id, doing);
   }
 
   gst_buffer_set_size (buf, n);
@@ -797,6 +892,23 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     case PROP_TIMEOUT:
       s->timeout = g_value_get_uint (value);
       break;
+    case PROP_RETRIES:
+      s->retries = g_value_get_uint (value);
+      break;
+    case PROP_REQUEST_TIMEOUT:
+      s->request_timeout = g_value_get_uint (value);
+      break;
+    case PROP_SSL_STRICT:
+      s->ssl_strict = g_value_get_boolean (value);
+      break;
+    case PROP_SSL_CA_FILE:
+      g_free (s->ssl_ca_file);
+      s->ssl_ca_file = dup_nonempty (value);
+      break;
+    case PROP_TLS_DATABASE:
+      g_clear_object (&s->tls_database);
+      s->tls_database = g_value_dup_object (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -865,6 +977,21 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_TIMEOUT:
       g_value_set_uint (value, s->timeout);
       break;
+    case PROP_RETRIES:
+      g_value_set_uint (value, s->retries);
+      break;
+    case PROP_REQUEST_TIMEOUT:
+      g_value_set_uint (value, s->request_timeout);
+      break;
+    case PROP_SSL_STRICT:
+      g_value_set_boolean (value, s->ssl_strict);
+      break;
+    case PROP_SSL_CA_FILE:
+      g_value_set_string (value, s->ssl_ca_file);
+      break;
+    case PROP_TLS_DATABASE:
+      g_value_set_object (value, s->tls_database);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -883,7 +1010,6 @@ gst_grok_imagine_src_finalize (GObject * object)
   g_free (self->submitted_fingerprint);
   g_object_unref (self->cancellable);
   g_mutex_clear (&self->cancel_lock);
-  g_cond_clear (&self->cancel_cond);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
 
@@ -900,9 +1026,11 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->result_index = DEFAULT_RESULT_INDEX;
   s->poll_interval = DEFAULT_POLL_INTERVAL;
   s->timeout = DEFAULT_TIMEOUT;
+  s->retries = DEFAULT_RETRIES;
+  s->request_timeout = DEFAULT_REQUEST_TIMEOUT;
+  s->ssl_strict = DEFAULT_SSL_STRICT;
 
   g_mutex_init (&self->cancel_lock);
-  g_cond_init (&self->cancel_cond);
   self->cancellable = g_cancellable_new ();
 
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_BYTES);
@@ -969,6 +1097,24 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
   properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
       "Seconds the job may take, from submission to completion", 1, 604800,
       DEFAULT_TIMEOUT, rw);
+  properties[PROP_RETRIES] = g_param_spec_uint ("retries", "Retries",
+      "How often a status poll or a download is retried after a temporary "
+      "failure (connection error, timeout, HTTP 5xx or 429), with "
+      "exponential backoff. The paid submit is only retried when the server "
+      "certainly did not take it", 0, 100, DEFAULT_RETRIES, rw);
+  properties[PROP_REQUEST_TIMEOUT] = g_param_spec_uint ("request-timeout",
+      "Request timeout", "Seconds an HTTP request may wait for the server "
+      "(to connect, or for data) before it fails; 0 = no limit", 0, 3600,
+      DEFAULT_REQUEST_TIMEOUT, rw);
+  properties[PROP_SSL_STRICT] = g_param_spec_boolean ("ssl-strict",
+      "SSL strict", "Refuse HTTPS servers whose certificate cannot be "
+      "verified", DEFAULT_SSL_STRICT, rw);
+  properties[PROP_SSL_CA_FILE] = g_param_spec_string ("ssl-ca-file",
+      "SSL CA file", "PEM file of the certificate authorities to trust "
+      "instead of the system's (ignored when tls-database is set)", NULL, rw);
+  properties[PROP_TLS_DATABASE] = g_param_spec_object ("tls-database",
+      "TLS database", "TLS database with the anchor certificates to trust "
+      "instead of the system's", G_TYPE_TLS_DATABASE, rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
