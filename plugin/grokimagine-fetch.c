@@ -212,11 +212,12 @@ grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
   }
 }
 
-/* Fills @data unless the result ends first; a dropped connection is
- * resumed from the next byte, with the retries of a failed request. */
+/* Reads what has arrived, at most @len bytes, or with @fill all @len
+ * unless the result ends first. A dropped connection is resumed from the
+ * next byte, with the retries of a failed request. */
 gssize
 grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
-    GCancellable * cancellable, GError ** error)
+    gboolean fill, GCancellable * cancellable, GError ** error)
 {
   gboolean known = fetch->size != G_MAXUINT64;
   guint failures = 0;
@@ -238,6 +239,8 @@ grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
       got += n;
       fetch->position += n;
       failures = 0;
+      if (!fill)
+        break;
       continue;
     }
     if (n == 0 && !known)

@@ -22,7 +22,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineFetch, grok_imagine_fetch_free);
 gboolean grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
     GCancellable * cancellable, guint * http_status, GError ** error);
 gssize grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data,
-    gsize len, GCancellable * cancellable, GError ** error);
+    gsize len, gboolean fill, GCancellable * cancellable, GError ** error);
 void grok_imagine_fetch_close (GrokImagineFetch * fetch);
 
 gboolean grok_imagine_fetch_is_open (GrokImagineFetch * fetch);

@@ -420,7 +420,6 @@ may_have_been_charged (const GError * err)
     case GROK_IMAGINE_ERROR_NETWORK:
     case GROK_IMAGINE_ERROR_SERVER:
     case GROK_IMAGINE_ERROR_PROTOCOL:
-    case GROK_IMAGINE_ERROR_TIMEOUT:
       return TRUE;
     default:
       return FALSE;
@@ -447,6 +446,9 @@ submit (GstGrokImagineSrc * self)
         "fetched with task-id=<id>. ");
     return post_error (self, err, http_status, NULL, "submitting the job");
   }
+  if (task_id == NULL && g_error_matches (err, GROK_IMAGINE_ERROR,
+          GROK_IMAGINE_ERROR_TIMEOUT))
+    g_prefix_error (&err, "The job was not submitted: ");
   if (task_id == NULL)
     return post_error (self, err, http_status, NULL, "submitting the job");
 
@@ -796,8 +798,10 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
 
   buf = gst_buffer_new_allocate (NULL, length, NULL);
   gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  n = grok_imagine_fetch_read (self->fetch, map.data, length, cancellable,
-      &err);
+  /* Pulling demuxers want every byte they ask for; pushing, we hand on
+   * what has arrived */
+  n = grok_imagine_fetch_read (self->fetch, map.data, length,
+      GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, cancellable, &err);
   gst_buffer_unmap (buf, &map);
   if (n <= 0) {
     gst_buffer_unref (buf);

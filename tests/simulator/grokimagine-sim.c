@@ -2,13 +2,20 @@
  *
  * One origin serves both API dialects (grokimagineapi "v1" and
  * grok5imagine), a second origin plays the CDN and serves real MP4/PNG
- * results rendered with GStreamer. Faults can be injected and counters
- * inspected through the /_sim/ control endpoints of the API origin.
+ * results rendered with GStreamer, a third one ("cdn2") only redirects to
+ * the CDN. Faults can be injected and counters inspected through the
+ * /_sim/ control endpoints of the API origin. With --tls-cert/--tls-key
+ * every origin speaks HTTPS.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* POLLRDHUP */
+#endif
+
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,8 +37,9 @@
 #define IMAGE_SIZE 320
 #define VIDEO_FRAMES 50         /* 2 s at 25 fps */
 #define LARGE_MIN_PIXELS (480 * 480 * 50)       /* > 10.5 MB of noise */
-#define RATE_WINDOW_S 60
 #define RENDER_TIMEOUT_S 120
+#define HUGE_PADDING (3 * 1024 * 1024)  /* bytes of data.padding */
+#define FEED_TICK_MS 50
 
 #define SIM_ERROR (g_quark_from_static_string ("grokimagine-sim-error"))
 
@@ -62,21 +70,132 @@ typedef enum
   RENDER_FAILED
 } RenderState;
 
+/* Faults: every key of POST /_sim/faults is described by a FaultSpec and
+ * has a command line switch of the same meaning. */
+typedef enum
+{
+  FT_INT,
+  FT_BOOL,
+  FT_STRING
+} FaultType;
+
+typedef enum
+{
+  F_GENERATE_STATUS,
+  F_STATUS_STATUS,
+  F_FAIL_TASKS,
+  F_JOB_DURATION,
+  F_RESPONSE_DELAY,
+  F_GENERATE_DELAY,
+  F_STATUS_DELAY,
+  F_GENERATE_DROP,
+  F_STATUS_DROP,
+  F_GENERATE_BODY,
+  F_STATUS_BODY,
+  F_HUGE_BODY,
+  F_MALFORMED_JSON,
+  F_API_REDIRECT,
+  F_STATUS_VALUE,
+  F_LARGE_RESULTS,
+  F_EMPTY_RESULTS,
+  F_RATE_LIMIT,
+  F_RATE_WINDOW,
+  F_RATELIMIT_REMAINING_ZERO,
+  F_DROP_DOWNLOAD_AT,
+  F_CDN_STATUS,
+  F_CDN_REDIRECT,
+  F_DOWNLOAD_RATE,
+  F_FAULT_COUNT,
+  N_FAULTS
+} FaultId;
+
 typedef struct
 {
-  gint generate_status;
-  gint status_status;
-  gchar *fail_tasks;
-  gint job_duration_ms;
-  gint response_delay_ms;
-  gint64 drop_download_at;
-  gchar *malformed_json;
-  gboolean large_results;
-  gboolean empty_results;
-  gchar *status_value;
-  gint fault_count;
-  gint rate_limit;
+  const gchar *name;            /* key of POST /_sim/faults */
+  const gchar *option;          /* command line switch */
+  FaultType type;
+  gint64 min, max;              /* FT_INT */
+  gint64 def;                   /* FT_INT, FT_BOOL: the value that is "off" */
+  gboolean kind;                /* FT_STRING: "generate", "status" or null */
+  gboolean counted;             /* limited by fault_count */
+  const gchar *arg, *help;
+} FaultSpec;
+
+#define SPEC_INT(n, o, min, max, def, counted, arg, help) \
+  {n, o, FT_INT, min, max, def, FALSE, counted, arg, help}
+#define SPEC_BOOL(n, o, counted, help) \
+  {n, o, FT_BOOL, 0, 1, FALSE, FALSE, counted, NULL, help}
+#define SPEC_STRING(n, o, kind, counted, arg, help) \
+  {n, o, FT_STRING, 0, 0, 0, kind, counted, arg, help}
+
+static const FaultSpec fault_specs[N_FAULTS] = {
+  [F_GENERATE_STATUS] = SPEC_INT ("generate_status", "generate-status", 0, 599,
+      0, TRUE, "N", "Answer generate requests with this HTTP status"),
+  [F_STATUS_STATUS] = SPEC_INT ("status_status", "status-status", 0, 599, 0,
+      TRUE, "N", "Answer status requests with this HTTP status"),
+  [F_FAIL_TASKS] = SPEC_STRING ("fail_tasks", "fail-tasks", FALSE, FALSE,
+      "MSG", "Tasks fail with this error message"),
+  [F_JOB_DURATION] = SPEC_INT ("job_duration_ms", "job-duration", 0, G_MAXINT,
+      1000, FALSE, "MS", "Time from task creation to its end (default 1000)"),
+  [F_RESPONSE_DELAY] = SPEC_INT ("response_delay_ms", "response-delay", 0,
+      G_MAXINT, 0, FALSE, "MS", "Delay every API answer"),
+  [F_GENERATE_DELAY] = SPEC_INT ("generate_delay_ms", "generate-delay", 0,
+      G_MAXINT, 0, TRUE, "MS", "Delay generate answers"),
+  [F_STATUS_DELAY] = SPEC_INT ("status_delay_ms", "status-delay", 0, G_MAXINT,
+      0, TRUE, "MS", "Delay status answers"),
+  [F_GENERATE_DROP] = SPEC_BOOL ("generate_drop", "generate-drop", TRUE,
+      "Process generate requests, then close without an answer"),
+  [F_STATUS_DROP] = SPEC_BOOL ("status_drop", "status-drop", TRUE,
+      "Process status requests, then close without an answer"),
+  [F_GENERATE_BODY] = SPEC_STRING ("generate_body", "generate-body", FALSE,
+      TRUE, "TEXT", "Answer generate requests 200 with this body"),
+  [F_STATUS_BODY] = SPEC_STRING ("status_body", "status-body", FALSE, TRUE,
+      "TEXT", "Answer status requests 200 with this body"),
+  [F_HUGE_BODY] = SPEC_STRING ("huge_body", "huge-body", TRUE, TRUE,
+      "generate|status", "Pad generate or status answers beyond 2 MiB"),
+  [F_MALFORMED_JSON] = SPEC_STRING ("malformed_json", "malformed-json", TRUE,
+      TRUE, "generate|status", "Answer generate or status with invalid JSON"),
+  [F_API_REDIRECT] = SPEC_STRING ("api_redirect", "api-redirect", TRUE, TRUE,
+      "generate|status", "Answer 307 to the same path on the CDN origin"),
+  [F_STATUS_VALUE] = SPEC_STRING ("status_value", "status-value", FALSE,
+      FALSE, "S", "Raw status string reported while a task runs"),
+  [F_LARGE_RESULTS] = SPEC_BOOL ("large_results", "large-results", FALSE,
+      "Render videos over 10.5 MB"),
+  [F_EMPTY_RESULTS] = SPEC_BOOL ("empty_results", "empty-results", FALSE,
+      "Completed tasks have no result URLs"),
+  [F_RATE_LIMIT] = SPEC_INT ("rate_limit", "rate-limit", 1, G_MAXINT, 1000,
+      FALSE, "N", "Requests per window per origin (default 1000)"),
+  [F_RATE_WINDOW] = SPEC_INT ("rate_window_ms", "rate-window", 1, G_MAXINT,
+      60000, FALSE, "MS", "Length of the rate limit window (default 60000)"),
+  [F_RATELIMIT_REMAINING_ZERO] = SPEC_BOOL ("ratelimit_remaining_zero",
+      "ratelimit-remaining-zero", FALSE,
+      "API answers claim X-RateLimit-Remaining: 0, reset in 1 s"),
+  [F_DROP_DOWNLOAD_AT] = SPEC_INT ("drop_download_at", "drop-download-at", -1,
+      G_MAXINT64, -1, TRUE, "BYTES", "CDN bodies break off at this offset"),
+  [F_CDN_STATUS] = SPEC_INT ("cdn_status", "cdn-status", 0, 599, 0, TRUE, "N",
+      "Answer result downloads with this HTTP status"),
+  [F_CDN_REDIRECT] = SPEC_BOOL ("cdn_redirect", "cdn-redirect", FALSE,
+      "Result URLs point at cdn2, which redirects to the CDN"),
+  [F_DOWNLOAD_RATE] = SPEC_INT ("download_rate_kbps", "download-rate", 0,
+      G_MAXINT, 0, FALSE, "KBIT/S", "Throttle result bodies (0: unlimited)"),
+  [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
+      FALSE, "N", "Requests hit by each counted fault (-1: all)"),
+};
+
+typedef union
+{
+  gint64 i;                     /* FT_INT, FT_BOOL */
+  gchar *s;                     /* FT_STRING */
+} FaultValue;
+
+typedef struct
+{
+  FaultValue v[N_FAULTS];
 } Faults;
+
+/* the current value of a fault, e.g. FAULT (RATE_LIMIT) */
+#define FAULT(id) (sim.faults.v[F_##id].i)
+#define FAULT_STR(id) (sim.faults.v[F_##id].s)
 
 typedef struct
 {
@@ -86,12 +205,16 @@ typedef struct
   gint64 cdn_requests;
   gint64 cdn_auth_headers;
   gint64 api_requests;
+  gint64 rate_limited;
+  gint64 cdn2_requests;
+  gint64 cdn2_auth_headers;
   gchar *last_range;
+  gchar *last_user_agent;
 } Stats;
 
 typedef struct
 {
-  gint64 reset_at;              /* unix seconds */
+  gint64 reset_at;              /* unix microseconds */
   gint count;
 } RateWindow;
 
@@ -127,18 +250,19 @@ typedef struct
 
 static struct
 {
-  gint port, cdn_port;
+  gint port, cdn_port, cdn2_port;
   gchar *key;
+  gchar *tls_cert, *tls_key;
   gint64 initial_credits;
   gboolean exit_on_stdin_eof, verbose;
   Faults cli;
 
   Faults faults;
-  gint generate_left, status_left, malformed_left;
+  gint left[N_FAULTS];          /* hits left of counted faults, -1: all */
   Stats stats;
   gint64 credits;
   RateWindow api_rate, cdn_rate;
-  gchar *cdn_base;
+  gchar *cdn_base, *cdn2_base;
   GHashTable *tasks;
   GHashTable *renders;
   GThreadPool *pool;
@@ -154,9 +278,10 @@ static gint shutting_down;
 static void
 faults_clear (Faults * f)
 {
-  g_clear_pointer (&f->fail_tasks, g_free);
-  g_clear_pointer (&f->malformed_json, g_free);
-  g_clear_pointer (&f->status_value, g_free);
+  for (gint id = 0; id < N_FAULTS; id++) {
+    if (fault_specs[id].type == FT_STRING)
+      g_clear_pointer (&f->v[id].s, g_free);
+  }
 }
 
 static void
@@ -164,36 +289,66 @@ faults_copy (Faults * dst, const Faults * src)
 {
   faults_clear (dst);
   *dst = *src;
-  dst->fail_tasks = g_strdup (src->fail_tasks);
-  dst->malformed_json = g_strdup (src->malformed_json);
-  dst->status_value = g_strdup (src->status_value);
+  for (gint id = 0; id < N_FAULTS; id++) {
+    if (fault_specs[id].type == FT_STRING)
+      dst->v[id].s = g_strdup (src->v[id].s);
+  }
+}
+
+/* Switches fault @id of @f off (to its default) */
+static void
+fault_off (Faults * f, FaultId id)
+{
+  if (fault_specs[id].type == FT_STRING)
+    g_clear_pointer (&f->v[id].s, g_free);
+  else
+    f->v[id].i = fault_specs[id].def;
+}
+
+static gboolean
+fault_on (FaultId id)
+{
+  return fault_specs[id].type == FT_STRING ? sim.faults.v[id].s != NULL :
+      sim.faults.v[id].i != fault_specs[id].def;
 }
 
 static void
 faults_arm (void)
 {
-  sim.generate_left = sim.status_left = sim.malformed_left =
-      sim.faults.fault_count;
+  for (gint id = 0; id < N_FAULTS; id++)
+    sim.left[id] = FAULT (FAULT_COUNT);
 }
 
-/* Whether a count-limited fault hits this request; switches it off once
- * its budget is used up. */
+/* Whether fault @id hits this request. A counted fault is switched off
+ * once its fault_count budget is used up. */
 static gboolean
-fault_take (gint * left)
+fault_hit (FaultId id)
 {
-  if (*left == 0)
+  if (!fault_on (id))
     return FALSE;
-  if (*left > 0)
-    *left -= 1;
-  if (*left == 0) {
-    if (left == &sim.generate_left)
-      sim.faults.generate_status = 0;
-    else if (left == &sim.status_left)
-      sim.faults.status_status = 0;
-    else
-      g_clear_pointer (&sim.faults.malformed_json, g_free);
-  }
+  if (!fault_specs[id].counted)
+    return TRUE;
+  if (sim.left[id] == 0)
+    return FALSE;
+  if (sim.left[id] > 0 && --sim.left[id] == 0)
+    fault_off (&sim.faults, id);
   return TRUE;
+}
+
+/* A fault whose value names the requests it hits: "generate" or "status" */
+static gboolean
+fault_hit_kind (FaultId id, const gchar * kind)
+{
+  return g_strcmp0 (sim.faults.v[id].s, kind) == 0 && fault_hit (id);
+}
+
+/* The value of a numeric fault when it hits, else its default */
+static gint64
+fault_take (FaultId id)
+{
+  gint64 v = sim.faults.v[id].i;
+
+  return fault_hit (id) ? v : fault_specs[id].def;
 }
 
 static void
@@ -202,6 +357,7 @@ sim_reset_state (void)
   faults_copy (&sim.faults, &sim.cli);
   faults_arm ();
   g_clear_pointer (&sim.stats.last_range, g_free);
+  g_clear_pointer (&sim.stats.last_user_agent, g_free);
   memset (&sim.stats, 0, sizeof (sim.stats));
   memset (&sim.api_rate, 0, sizeof (sim.api_rate));
   memset (&sim.cdn_rate, 0, sizeof (sim.cdn_rate));
@@ -433,7 +589,7 @@ task_create (ApiKind api, JsonNode * request, const gchar * prompt,
 {
   Task *t = g_new0 (Task, 1);
   g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  gboolean large = kind == RESULT_VIDEO && sim.faults.large_results;
+  gboolean large = kind == RESULT_VIDEO && FAULT (LARGE_RESULTS);
   gint w = IMAGE_SIZE, h = IMAGE_SIZE;
 
   t->id = task_new_id (api);
@@ -442,11 +598,11 @@ task_create (ApiKind api, JsonNode * request, const gchar * prompt,
   t->request = request;
   t->created_at = g_date_time_format (now, "%Y-%m-%dT%H:%M:%SZ");
   t->created_us = g_get_monotonic_time ();
-  t->duration_ms = sim.faults.job_duration_ms;
+  t->duration_ms = FAULT (JOB_DURATION);
   t->credits = credits;
   t->charged = charged;
-  t->fail_message = g_strdup (sim.faults.fail_tasks);
-  t->empty_results = sim.faults.empty_results;
+  t->fail_message = g_strdup (FAULT_STR (FAIL_TASKS));
+  t->empty_results = FAULT (EMPTY_RESULTS);
   t->state = TASK_PENDING;
 
   if (api == API_V1) {
@@ -582,17 +738,63 @@ parse_body (SoupServerMessage * msg, GError ** error)
 }
 
 static void
+set_status (SoupServerMessage * msg, guint status)
+{
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+
+  /* libsoup has no reason phrase for 429 */
+  soup_server_message_set_status (msg, status,
+      status == 429 ? "Too Many Requests" : NULL);
+  if (status != 429)
+    return;
+  sim.stats.rate_limited++;
+  if (!soup_message_headers_get_one (headers, "Retry-After"))
+    soup_message_headers_replace (headers, "Retry-After", "1");
+}
+
+static void
+reply_body (SoupServerMessage * msg, guint status, const gchar * type,
+    const gchar * body)
+{
+  /* replaces any answer made before */
+  soup_message_body_truncate (soup_server_message_get_response_body (msg));
+  set_status (msg, status);
+  soup_server_message_set_response (msg, type, SOUP_MEMORY_COPY, body,
+      strlen (body));
+}
+
+/* A short text/plain answer, e.g. from the CDN */
+static void
+reply_text (SoupServerMessage * msg, guint status)
+{
+  g_autofree gchar *text = g_strdup_printf ("%s\n", status == 429 ?
+      "Too Many Requests" : soup_status_get_phrase (status));
+
+  reply_body (msg, status, "text/plain", text);
+}
+
+static void
 reply_json (SoupServerMessage * msg, guint status, JsonNode * root)
 {
   gchar *text = json_to_string (root, FALSE);
   gsize length = strlen (text);
 
   json_node_unref (root);
-  /* libsoup has no reason phrase for 429 */
-  soup_server_message_set_status (msg, status,
-      status == 429 ? "Too Many Requests" : NULL);
+  set_status (msg, status);
   soup_server_message_set_response (msg, "application/json", SOUP_MEMORY_TAKE,
       text, length);
+}
+
+/* Answers @status with a Location on @base, same path and query */
+static void
+reply_redirect (SoupServerMessage * msg, guint status, const gchar * base)
+{
+  GUri *uri = soup_server_message_get_uri (msg);
+  const gchar *query = g_uri_get_query (uri);
+  g_autofree gchar *location = g_strconcat (base, g_uri_get_path (uri),
+      query ? "?" : "", query, NULL);
+
+  soup_server_message_set_redirect (msg, status, location);
 }
 
 static const gchar *
@@ -643,7 +845,6 @@ static void
 reply_error (SoupServerMessage * msg, guint status, const gchar * message)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
 
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "code");
@@ -654,8 +855,6 @@ reply_error (SoupServerMessage * msg, guint status, const gchar * message)
   json_builder_add_string_value (b, error_code (status));
   json_builder_end_object (b);
 
-  if (status == 429 && !soup_message_headers_get_one (headers, "Retry-After"))
-    soup_message_headers_replace (headers, "Retry-After", "1");
   reply_json (msg, status, json_builder_get_root (b));
 }
 
@@ -665,11 +864,23 @@ reply_gerror (SoupServerMessage * msg, GError * error)
   reply_error (msg, error->code, error->message);
 }
 
-/* Wraps @data (taken) in the success envelope. */
+/* Wraps @data (taken) in the success envelope; with the huge_body fault
+ * data gets a padding member that makes the answer over 2 MiB. */
 static void
 reply_success (SoupServerMessage * msg, JsonNode * data)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
+  static gchar *padding;
+
+  if (g_object_get_data (G_OBJECT (msg), "sim-huge")) {
+    if (!padding) {
+      padding = g_malloc (HUGE_PADDING + 1);
+      memset (padding, 'x', HUGE_PADDING);
+      padding[HUGE_PADDING] = '\0';
+    }
+    json_object_set_string_member (json_node_get_object (data), "padding",
+        padding);
+  }
 
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "code");
@@ -683,47 +894,42 @@ reply_success (SoupServerMessage * msg, JsonNode * data)
 }
 
 static void
-reply_malformed (SoupServerMessage * msg)
+set_rate_headers (SoupServerMessage * msg, gint64 remaining, gint64 reset_us)
 {
-  static const gchar broken[] =
-      "{\"code\": 200, \"message\": \"success\", \"data\": {\"task_id\": \"";
+  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
+  g_autofree gchar *limit = g_strdup_printf ("%" G_GINT64_FORMAT,
+      FAULT (RATE_LIMIT));
+  g_autofree gchar *left = g_strdup_printf ("%" G_GINT64_FORMAT, remaining);
+  g_autofree gchar *reset = g_strdup_printf ("%" G_GINT64_FORMAT,
+      (reset_us + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC);
 
-  soup_server_message_set_status (msg, 200, NULL);
-  soup_server_message_set_response (msg, "application/json",
-      SOUP_MEMORY_STATIC, broken, strlen (broken));
+  soup_message_headers_replace (headers, "X-RateLimit-Limit", limit);
+  soup_message_headers_replace (headers, "X-RateLimit-Remaining", left);
+  soup_message_headers_replace (headers, "X-RateLimit-Reset", reset);
 }
 
-/* Counts the request in @w and sets the rate limit headers; FALSE (and a
- * 429 answer) when the window is exhausted. */
+/* Counts the request in @w and sets the rate limit headers; FALSE (with
+ * Retry-After set) when the window is exhausted. */
 static gboolean
 rate_limit (RateWindow * w, SoupServerMessage * msg)
 {
-  SoupMessageHeaders *headers = soup_server_message_get_response_headers (msg);
-  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
-  g_autofree gchar *limit = NULL;
-  g_autofree gchar *remaining = NULL;
-  g_autofree gchar *reset = NULL;
+  gint64 now = g_get_real_time ();
+  g_autofree gchar *retry = NULL;
 
   if (now >= w->reset_at) {
-    w->reset_at = now + RATE_WINDOW_S;
+    w->reset_at = now + FAULT (RATE_WINDOW) * 1000;
     w->count = 0;
   }
   w->count++;
-  limit = g_strdup_printf ("%d", sim.faults.rate_limit);
-  remaining = g_strdup_printf ("%d", MAX (0, sim.faults.rate_limit - w->count));
-  reset = g_strdup_printf ("%" G_GINT64_FORMAT, w->reset_at);
-  soup_message_headers_replace (headers, "X-RateLimit-Limit", limit);
-  soup_message_headers_replace (headers, "X-RateLimit-Remaining", remaining);
-  soup_message_headers_replace (headers, "X-RateLimit-Reset", reset);
+  set_rate_headers (msg, MAX (0, FAULT (RATE_LIMIT) - w->count), w->reset_at);
+  if (w->count <= FAULT (RATE_LIMIT))
+    return TRUE;
 
-  if (w->count > sim.faults.rate_limit) {
-    g_autofree gchar *retry = g_strdup_printf ("%" G_GINT64_FORMAT,
-        MAX (1, w->reset_at - now));
-
-    soup_message_headers_replace (headers, "Retry-After", retry);
-    return FALSE;
-  }
-  return TRUE;
+  retry = g_strdup_printf ("%" G_GINT64_FORMAT, MAX (1,
+          (w->reset_at - now + G_USEC_PER_SEC - 1) / G_USEC_PER_SEC));
+  soup_message_headers_replace (soup_server_message_get_response_headers
+      (msg), "Retry-After", retry);
+  return FALSE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -819,7 +1025,8 @@ add_result_urls (JsonBuilder * b, Task * t)
   if (t->state == TASK_DONE && !t->empty_results) {
     for (guint i = 0; t->names[i]; i++) {
       g_autofree gchar *url = g_strdup_printf ("%s/generated/%s/%s",
-          sim.cdn_base, t->id, t->names[i]);
+          FAULT (CDN_REDIRECT) ? sim.cdn2_base : sim.cdn_base, t->id,
+          t->names[i]);
 
       json_builder_add_string_value (b, url);
     }
@@ -834,9 +1041,9 @@ task_status_string (Task * t)
   static const gchar *grok5[] =
       { "IN_PROGRESS", "IN_PROGRESS", "SUCCESS", "FAILED" };
 
-  if (sim.faults.status_value &&
+  if (FAULT_STR (STATUS_VALUE) &&
       (t->state == TASK_PENDING || t->state == TASK_PROCESSING))
-    return sim.faults.status_value;
+    return FAULT_STR (STATUS_VALUE);
   return t->api == API_V1 ? v1[t->state] : grok5[t->state];
 }
 
@@ -1168,66 +1375,6 @@ status_task_id (SoupServerMessage * msg, GError ** error)
 }
 
 static void
-api_answer (SoupServerMessage * msg)
-{
-  const gchar *method = soup_server_message_get_method (msg);
-  const gchar *path = g_uri_get_path (soup_server_message_get_uri (msg));
-  Endpoint ep = endpoint_for (path);
-  gboolean generate = ep == EP_V1_GENERATE || ep == EP_GROK5_GENERATE;
-  const gchar *allow = ep == EP_V1_STATUS ? "GET" :
-      ep == EP_GROK5_STATUS ? "GET, POST" : "POST";
-  gint fault = generate ? sim.faults.generate_status : sim.faults.status_status;
-
-  if (!rate_limit (&sim.api_rate, msg)) {
-    reply_error (msg, 429, NULL);
-    return;
-  }
-  if (ep == EP_NONE) {
-    reply_error (msg, 404, "Not found: no such endpoint");
-    return;
-  }
-  if (!strstr (allow, method)) {
-    soup_message_headers_replace (soup_server_message_get_response_headers
-        (msg), "Allow", allow);
-    reply_error (msg, 405, "Method not allowed");
-    return;
-  }
-  if (!check_auth (msg)) {
-    reply_error (msg, 401, NULL);
-    return;
-  }
-
-  if (generate) {
-    if (fault && fault_take (&sim.generate_left)) {
-      reply_error (msg, fault, NULL);
-    } else if (g_strcmp0 (sim.faults.malformed_json, "generate") == 0 &&
-        fault_take (&sim.malformed_left)) {
-      reply_malformed (msg);
-    } else if (ep == EP_V1_GENERATE) {
-      v1_generate (msg);
-    } else {
-      grok5_generate (msg);
-    }
-  } else {
-    g_autoptr (GError) error = NULL;
-    g_autofree gchar *id = NULL;
-
-    if (fault && fault_take (&sim.status_left)) {
-      reply_error (msg, fault, NULL);
-    } else if (g_strcmp0 (sim.faults.malformed_json, "status") == 0 &&
-        fault_take (&sim.malformed_left)) {
-      reply_malformed (msg);
-    } else if (!(id = status_task_id (msg, &error))) {
-      reply_gerror (msg, error);
-    } else if (ep == EP_V1_STATUS) {
-      v1_status (msg, id);
-    } else {
-      grok5_status (msg, id);
-    }
-  }
-}
-
-static void
 message_finished (SoupServerMessage * msg)
 {
   g_object_set_data (G_OBJECT (msg), "sim-finished", GINT_TO_POINTER (1));
@@ -1239,14 +1386,133 @@ message_is_finished (SoupServerMessage * msg)
   return g_object_get_data (G_OBJECT (msg), "sim-finished") != NULL;
 }
 
-/* An API request answered after response_delay_ms. It is dropped, never
+static void
+stream_closed (GObject * source, GAsyncResult * res, gpointer data)
+{
+  g_io_stream_close_finish (G_IO_STREAM (source), res, NULL);
+  g_object_unref (source);
+}
+
+static gboolean
+close_connection (gpointer data)
+{
+  SoupServerMessage *msg = data;
+  GIOStream *stream = message_is_finished (msg) ? NULL :
+      soup_server_message_steal_connection (msg);
+
+  if (stream)
+    g_io_stream_close_async (stream, G_PRIORITY_DEFAULT, NULL, stream_closed,
+        NULL);
+  return G_SOURCE_REMOVE;
+}
+
+/* Stealing a connection asks for its addresses, with a warning when the
+ * client is already gone: ask while it is there. */
+static void
+cache_addresses (SoupServerMessage * msg)
+{
+  soup_server_message_get_local_address (msg);
+  soup_server_message_get_remote_address (msg);
+}
+
+/* Closes the connection of @msg, paused with what is written so far. The
+ * connection is taken over from an idle callback, outside libsoup's I/O. */
+static void
+drop_connection (SoupServerMessage * msg)
+{
+  cache_addresses (msg);
+  g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
+  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, close_connection,
+      g_object_ref (msg), g_object_unref);
+}
+
+/* A generate or status request that passed the checks */
+static void
+api_process (SoupServerMessage * msg, Endpoint ep, gboolean generate)
+{
+  const gchar *kind = generate ? "generate" : "status";
+  gint64 status = fault_take (generate ? F_GENERATE_STATUS : F_STATUS_STATUS);
+  /* a copy: the fault goes when its budget is used up */
+  g_autofree gchar *body = g_strdup (generate ? FAULT_STR (GENERATE_BODY) :
+      FAULT_STR (STATUS_BODY));
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *id = NULL;
+
+  if (status) {
+    reply_error (msg, status, NULL);
+    return;
+  }
+  if (body && fault_hit (generate ? F_GENERATE_BODY : F_STATUS_BODY)) {
+    reply_body (msg, 200, "application/json", body);
+    return;
+  }
+
+  if (fault_hit_kind (F_HUGE_BODY, kind))
+    g_object_set_data (G_OBJECT (msg), "sim-huge", GINT_TO_POINTER (1));
+  if (ep == EP_V1_GENERATE)
+    v1_generate (msg);
+  else if (ep == EP_GROK5_GENERATE)
+    grok5_generate (msg);
+  else if (!(id = status_task_id (msg, &error)))
+    reply_gerror (msg, error);
+  else if (ep == EP_V1_STATUS)
+    v1_status (msg, id);
+  else
+    grok5_status (msg, id);
+
+  /* a truncated success answer: the request was processed */
+  if (fault_hit_kind (F_MALFORMED_JSON, kind))
+    reply_body (msg, 200, "application/json", "{\"code\": 200, \"message\": "
+        "\"success\", \"data\": {\"task_id\": \"");
+}
+
+/* Answers an API request, or returns FALSE when a drop fault closes its
+ * connection instead (@msg is then paused). */
+static gboolean
+api_answer (SoupServerMessage * msg)
+{
+  const gchar *method = soup_server_message_get_method (msg);
+  const gchar *path = g_uri_get_path (soup_server_message_get_uri (msg));
+  Endpoint ep = endpoint_for (path);
+  gboolean generate = ep == EP_V1_GENERATE || ep == EP_GROK5_GENERATE;
+  const gchar *allow = ep == EP_V1_STATUS ? "GET" :
+      ep == EP_GROK5_STATUS ? "GET, POST" : "POST";
+  const gchar *kind = generate ? "generate" : "status";
+
+  if (!rate_limit (&sim.api_rate, msg)) {
+    reply_error (msg, 429, NULL);
+  } else if (ep == EP_NONE) {
+    reply_error (msg, 404, "Not found: no such endpoint");
+  } else if (!strstr (allow, method)) {
+    soup_message_headers_replace (soup_server_message_get_response_headers
+        (msg), "Allow", allow);
+    reply_error (msg, 405, "Method not allowed");
+  } else if (fault_hit_kind (F_API_REDIRECT, kind)) {
+    reply_redirect (msg, 307, sim.cdn_base);
+  } else if (!check_auth (msg)) {
+    reply_error (msg, 401, NULL);
+  } else {
+    api_process (msg, ep, generate);
+    if (FAULT (RATELIMIT_REMAINING_ZERO) &&
+        SOUP_STATUS_IS_SUCCESSFUL (soup_server_message_get_status (msg)))
+      set_rate_headers (msg, 0, g_get_real_time () + G_USEC_PER_SEC);
+    if (fault_hit (generate ? F_GENERATE_DROP : F_STATUS_DROP)) {
+      soup_server_message_pause (msg);
+      drop_connection (msg);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* An API request answered after a delay fault. It is dropped, never
  * processed, when its client goes away meanwhile or on /_sim/reset, so a
  * cancelled request cannot create a task later on. */
 typedef struct
 {
   SoupServerMessage *msg;
   GSource *timeout;
-  GSource *watch;
+  GSource *watch;               /* socket source, then a periodic check */
 } Delayed;
 
 static void
@@ -1260,11 +1526,10 @@ delayed_finish (Delayed * d, gboolean answer)
     g_source_unref (d->watch);
   }
   if (!message_is_finished (d->msg)) {
-    if (answer)
-      api_answer (d->msg);
-    else
+    if (!answer)
       reply_error (d->msg, 503, "Service unavailable: request dropped");
-    soup_server_message_unpause (d->msg);
+    if (!answer || api_answer (d->msg))
+      soup_server_message_unpause (d->msg);
   }
   g_object_unref (d->msg);
   g_free (d);
@@ -1277,26 +1542,47 @@ delayed_timeout (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* Whether the client of @d shut its side down (plain FIN, or after a TLS
+ * close_notify, which a peek cannot tell from live data). */
 static gboolean
-delayed_client_event (GSocket * socket, GIOCondition condition, gpointer data)
+delayed_client_gone (Delayed * d)
+{
+  GSocket *socket = soup_server_message_get_socket (d->msg);
+  struct pollfd pfd = { socket ? g_socket_get_fd (socket) : -1, POLLRDHUP, 0 };
+
+  return socket && poll (&pfd, 1, 0) > 0 &&
+      (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static gboolean
+delayed_check (gpointer data)
 {
   Delayed *d = data;
-  gchar c;
-  gssize n = recv (g_socket_get_fd (socket), &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
-  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+  if (!delayed_client_gone (d))
     return G_SOURCE_CONTINUE;
-  if (n > 0) {
-    /* more data from a live client: stop watching */
-    g_clear_pointer (&d->watch, g_source_unref);
-    return G_SOURCE_REMOVE;
-  }
+  g_clear_pointer (&d->watch, g_source_unref);
   delayed_finish (d, FALSE);
   return G_SOURCE_REMOVE;
 }
 
+static gboolean
+delayed_client_event (GSocket * socket, GIOCondition condition, gpointer data)
+{
+  Delayed *d = data;
+
+  if (!delayed_check (d))
+    return G_SOURCE_REMOVE;
+  /* data from a live client stays readable: check every 50 ms instead */
+  g_source_unref (d->watch);
+  d->watch = g_timeout_source_new (50);
+  g_source_set_callback (d->watch, delayed_check, d, NULL);
+  g_source_attach (d->watch, NULL);
+  return G_SOURCE_REMOVE;
+}
+
 static void
-delay_answer (SoupServerMessage * msg)
+delay_answer (SoupServerMessage * msg, gint64 delay_ms)
 {
   Delayed *d = g_new0 (Delayed, 1);
   GSocket *socket = soup_server_message_get_socket (msg);
@@ -1305,7 +1591,7 @@ delay_answer (SoupServerMessage * msg)
   g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
   soup_server_message_pause (msg);
 
-  d->timeout = g_timeout_source_new (sim.faults.response_delay_ms);
+  d->timeout = g_timeout_source_new (MIN (delay_ms, G_MAXUINT));
   g_source_set_callback (d->timeout, delayed_timeout, d, NULL);
   g_source_attach (d->timeout, NULL);
   if (socket) {
@@ -1321,12 +1607,6 @@ delay_answer (SoupServerMessage * msg)
 /* ------------------------------------------------------------------ */
 /* Control endpoints */
 
-static JsonNode *
-faults_to_json (void)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  Faults *f = &sim.faults;
-
 #define ADD_INT(name, value) \
   json_builder_set_member_name (b, name); \
   json_builder_add_int_value (b, value)
@@ -1336,23 +1616,27 @@ faults_to_json (void)
     json_builder_add_string_value (b, value); \
   else \
     json_builder_add_null_value (b)
-#define ADD_BOOL(name, value) \
-  json_builder_set_member_name (b, name); \
-  json_builder_add_boolean_value (b, value)
+
+static JsonNode *
+faults_to_json (void)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
 
   json_builder_begin_object (b);
-  ADD_INT ("generate_status", f->generate_status);
-  ADD_INT ("status_status", f->status_status);
-  ADD_STRING ("fail_tasks", f->fail_tasks);
-  ADD_INT ("job_duration_ms", f->job_duration_ms);
-  ADD_INT ("response_delay_ms", f->response_delay_ms);
-  ADD_INT ("drop_download_at", f->drop_download_at);
-  ADD_STRING ("malformed_json", f->malformed_json);
-  ADD_BOOL ("large_results", f->large_results);
-  ADD_BOOL ("empty_results", f->empty_results);
-  ADD_STRING ("status_value", f->status_value);
-  ADD_INT ("fault_count", f->fault_count);
-  ADD_INT ("rate_limit", f->rate_limit);
+  for (gint id = 0; id < N_FAULTS; id++) {
+    const FaultSpec *s = &fault_specs[id];
+    FaultValue *v = &sim.faults.v[id];
+
+    json_builder_set_member_name (b, s->name);
+    if (s->type == FT_INT)
+      json_builder_add_int_value (b, v->i);
+    else if (s->type == FT_BOOL)
+      json_builder_add_boolean_value (b, v->i);
+    else if (v->s)
+      json_builder_add_string_value (b, v->s);
+    else
+      json_builder_add_null_value (b);
+  }
   ADD_INT ("credits", sim.credits);
   json_builder_end_object (b);
   return json_builder_get_root (b);
@@ -1376,8 +1660,12 @@ stats_to_json (void)
   ADD_INT ("status_requests", sim.stats.status_requests);
   ADD_INT ("cdn_requests", sim.stats.cdn_requests);
   ADD_INT ("cdn_auth_headers", sim.stats.cdn_auth_headers);
+  ADD_INT ("cdn2_requests", sim.stats.cdn2_requests);
+  ADD_INT ("cdn2_auth_headers", sim.stats.cdn2_auth_headers);
   ADD_INT ("api_requests", sim.stats.api_requests);
+  ADD_INT ("rate_limited", sim.stats.rate_limited);
   ADD_STRING ("last_range", sim.stats.last_range);
+  ADD_STRING ("last_user_agent", sim.stats.last_user_agent);
   ADD_INT ("credits", sim.credits);
   ADD_INT ("tasks", g_hash_table_size (sim.tasks));
   json_builder_end_object (b);
@@ -1386,44 +1674,44 @@ stats_to_json (void)
 
 #undef ADD_INT
 #undef ADD_STRING
-#undef ADD_BOOL
 
+/* Sets fault @id of @f from @node after checking its type and range */
 static gboolean
-get_int (JsonNode * node, const gchar * name, gint64 min, gint64 max,
-    gint64 * out, GError ** error)
+fault_set (Faults * f, FaultId id, JsonNode * node, GError ** error)
 {
-  if (!node_is_int (node) || json_node_get_int (node) < min ||
-      json_node_get_int (node) > max) {
-    g_set_error (error, SIM_ERROR, 400, "%s must be an integer in [%"
-        G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", name, min, max);
-    return FALSE;
-  }
-  *out = json_node_get_int (node);
-  return TRUE;
-}
+  const FaultSpec *s = &fault_specs[id];
+  const gchar *str;
 
-static gboolean
-get_string (JsonNode * node, const gchar * name, gchar ** out, GError ** error)
-{
-  if (!JSON_NODE_HOLDS_NULL (node) && !node_is_string (node)) {
-    g_set_error (error, SIM_ERROR, 400, "%s must be a string or null", name);
-    return FALSE;
+  switch (s->type) {
+    case FT_INT:
+      if (!node_is_int (node) || json_node_get_int (node) < s->min ||
+          json_node_get_int (node) > s->max) {
+        g_set_error (error, SIM_ERROR, 400, "%s must be an integer in [%"
+            G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", s->name, s->min, s->max);
+        return FALSE;
+      }
+      f->v[id].i = json_node_get_int (node);
+      return TRUE;
+    case FT_BOOL:
+      if (!node_is_bool (node)) {
+        g_set_error (error, SIM_ERROR, 400, "%s must be a boolean", s->name);
+        return FALSE;
+      }
+      f->v[id].i = json_node_get_boolean (node);
+      return TRUE;
+    default:
+      str = node_is_string (node) ? json_node_get_string (node) : NULL;
+      if ((!str && !JSON_NODE_HOLDS_NULL (node)) || (str && s->kind &&
+              !g_str_equal (str, "generate") && !g_str_equal (str, "status"))) {
+        g_set_error (error, SIM_ERROR, 400, s->kind ? "%s must be "
+            "\"generate\", \"status\" or null" : "%s must be a string or null",
+            s->name);
+        return FALSE;
+      }
+      g_free (f->v[id].s);
+      f->v[id].s = g_strdup (str);
+      return TRUE;
   }
-  g_free (*out);
-  *out = g_strdup (JSON_NODE_HOLDS_NULL (node) ? NULL :
-      json_node_get_string (node));
-  return TRUE;
-}
-
-static gboolean
-get_bool (JsonNode * node, const gchar * name, gboolean * out, GError ** error)
-{
-  if (!node_is_bool (node)) {
-    g_set_error (error, SIM_ERROR, 400, "%s must be a boolean", name);
-    return FALSE;
-  }
-  *out = json_node_get_boolean (node);
-  return TRUE;
 }
 
 static gboolean
@@ -1431,54 +1719,25 @@ faults_apply (JsonObject * obj, GError ** error)
 {
   g_autoptr (GList) names = json_object_get_members (obj);
   Faults f = { 0 };
-  gint64 credits = sim.credits, v = 0;
+  gint64 credits = sim.credits;
   gboolean ok = TRUE;
 
   faults_copy (&f, &sim.faults);
   for (GList * l = names; l && ok; l = l->next) {
     const gchar *name = l->data;
     JsonNode *node = json_object_get_member (obj, name);
+    gint id = 0;
 
-    if (g_str_equal (name, "generate_status")) {
-      ok = get_int (node, name, 0, 599, &v, error);
-      f.generate_status = v;
-    } else if (g_str_equal (name, "status_status")) {
-      ok = get_int (node, name, 0, 599, &v, error);
-      f.status_status = v;
-    } else if (g_str_equal (name, "job_duration_ms")) {
-      ok = get_int (node, name, 0, G_MAXINT, &v, error);
-      f.job_duration_ms = v;
-    } else if (g_str_equal (name, "response_delay_ms")) {
-      ok = get_int (node, name, 0, G_MAXINT, &v, error);
-      f.response_delay_ms = v;
-    } else if (g_str_equal (name, "drop_download_at")) {
-      ok = get_int (node, name, -1, G_MAXINT64, &f.drop_download_at, error);
-    } else if (g_str_equal (name, "fault_count")) {
-      ok = get_int (node, name, -1, G_MAXINT, &v, error);
-      f.fault_count = v;
-    } else if (g_str_equal (name, "rate_limit")) {
-      ok = get_int (node, name, 1, G_MAXINT, &v, error);
-      f.rate_limit = v;
-    } else if (g_str_equal (name, "credits")) {
-      ok = get_int (node, name, 0, G_MAXINT64, &credits, error);
-    } else if (g_str_equal (name, "fail_tasks")) {
-      ok = get_string (node, name, &f.fail_tasks, error);
-    } else if (g_str_equal (name, "status_value")) {
-      ok = get_string (node, name, &f.status_value, error);
-    } else if (g_str_equal (name, "malformed_json")) {
-      ok = get_string (node, name, &f.malformed_json, error);
-      if (ok && f.malformed_json && !g_str_equal (f.malformed_json, "generate")
-          && !g_str_equal (f.malformed_json, "status")) {
-        g_set_error (error, SIM_ERROR, 400,
-            "malformed_json must be \"generate\", \"status\" or null");
-        ok = FALSE;
-      }
-    } else if (g_str_equal (name, "large_results")) {
-      ok = get_bool (node, name, &f.large_results, error);
-    } else if (g_str_equal (name, "empty_results")) {
-      ok = get_bool (node, name, &f.empty_results, error);
+    while (id < N_FAULTS && !g_str_equal (name, fault_specs[id].name))
+      id++;
+    if (id < N_FAULTS) {
+      ok = fault_set (&f, id, node, error);
+    } else if (g_str_equal (name, "credits") && node_is_int (node) &&
+        json_node_get_int (node) >= 0) {
+      credits = json_node_get_int (node);
     } else {
-      g_set_error (error, SIM_ERROR, 400, "unknown fault %s", name);
+      g_set_error (error, SIM_ERROR, 400, g_str_equal (name, "credits") ?
+          "credits must be a non-negative integer" : "unknown fault %s", name);
       ok = FALSE;
     }
   }
@@ -1565,6 +1824,7 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
 {
   const gchar *method = soup_server_message_get_method (msg);
   Endpoint ep = endpoint_for (path);
+  gint64 delay = 0;
 
   if (sim.verbose)
     g_printerr ("grokimagine-sim: api %s %s\n", method, path);
@@ -1575,14 +1835,24 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
   }
 
   sim.stats.api_requests++;
+  g_free (sim.stats.last_user_agent);
+  sim.stats.last_user_agent =
+      g_strdup (soup_message_headers_get_one
+      (soup_server_message_get_request_headers (msg), "User-Agent"));
   if ((ep == EP_V1_GENERATE || ep == EP_GROK5_GENERATE) &&
-      method == SOUP_METHOD_POST)
+      method == SOUP_METHOD_POST) {
     sim.stats.generate_requests++;
-  if (ep == EP_V1_STATUS || ep == EP_GROK5_STATUS)
+    delay = fault_take (F_GENERATE_DELAY);
+  }
+  if (ep == EP_V1_STATUS || ep == EP_GROK5_STATUS) {
     sim.stats.status_requests++;
+    delay = fault_take (F_STATUS_DELAY);
+  }
 
-  if (sim.faults.response_delay_ms > 0)
-    delay_answer (msg);
+  if (!delay)
+    delay = FAULT (RESPONSE_DELAY);
+  if (delay > 0)
+    delay_answer (msg, delay);
   else
     api_answer (msg);
 }
@@ -1590,80 +1860,117 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
 /* ------------------------------------------------------------------ */
 /* CDN origin */
 
+/* A result body sent at download_rate_kbps, or cut short by
+ * drop_download_at: then the connection closes once all of @body (the part
+ * before the cut) is written. */
 typedef struct
 {
   SoupServerMessage *msg;
-  GIOStream *stream;
-  GBytes *payload;
-} DropJob;
+  GBytes *body;
+  gsize queued, written;
+  gsize rate;                   /* bytes per second, 0: all at once */
+  gboolean drop;
+  GSource *tick;
+} Feed;
 
 static void
-drop_job_free (DropJob * job)
+feed_free (Feed * f)
 {
-  g_clear_object (&job->msg);
-  g_clear_object (&job->stream);
-  g_clear_pointer (&job->payload, g_bytes_unref);
-  g_free (job);
+  g_signal_handlers_disconnect_by_data (f->msg, f);
+  if (f->tick) {
+    g_source_destroy (f->tick);
+    g_source_unref (f->tick);
+  }
+  g_object_unref (f->msg);
+  g_bytes_unref (f->body);
+  g_free (f);
 }
 
-static void
-drop_closed (GObject * source, GAsyncResult * res, gpointer data)
+/* Queues up to @n more bytes; TRUE when all of the body is queued. */
+static gboolean
+feed_push (Feed * f, gsize n)
 {
-  g_io_stream_close_finish (G_IO_STREAM (source), res, NULL);
-  drop_job_free (data);
-}
+  SoupMessageBody *body = soup_server_message_get_response_body (f->msg);
+  gsize size = g_bytes_get_size (f->body);
+  g_autoptr (GBytes) chunk = NULL;
 
-static void
-drop_written (GObject * source, GAsyncResult * res, gpointer data)
-{
-  DropJob *job = data;
-
-  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), res, NULL, NULL);
-  g_io_stream_close_async (job->stream, G_PRIORITY_DEFAULT, NULL, drop_closed,
-      job);
+  n = MIN (n, size - f->queued);
+  if (n > 0) {
+    chunk = g_bytes_new_from_bytes (f->body, f->queued, n);
+    soup_message_body_append_bytes (body, chunk);
+    f->queued += n;
+  }
+  if (f->queued < size)
+    return FALSE;
+  if (!f->drop)
+    soup_message_body_complete (body);
+  return TRUE;
 }
 
 static gboolean
-drop_start (gpointer data)
+feed_tick (gpointer data)
 {
-  DropJob *job = data;
+  Feed *f = data;
+  gboolean done = feed_push (f, MAX (1, f->rate * FEED_TICK_MS / 1000));
 
-  if (message_is_finished (job->msg) ||
-      !(job->stream = soup_server_message_steal_connection (job->msg))) {
-    drop_job_free (job);
-    return G_SOURCE_REMOVE;
-  }
-  g_output_stream_write_all_async (g_io_stream_get_output_stream (job->stream),
-      g_bytes_get_data (job->payload, NULL), g_bytes_get_size (job->payload),
-      G_PRIORITY_DEFAULT, NULL, drop_written, job);
+  /* libsoup paused the message when it ran out of body */
+  soup_server_message_unpause (f->msg);
+  if (!done)
+    return G_SOURCE_CONTINUE;
+  g_clear_pointer (&f->tick, g_source_unref);
+  if (!f->drop)
+    feed_free (f);
   return G_SOURCE_REMOVE;
 }
 
-/* Answers with the headers already set on @msg (full Content-Length), but
- * only @cut bytes of @body, then closes the connection. The connection is
- * taken over from an idle callback, outside libsoup's I/O. */
 static void
-cdn_drop (SoupServerMessage * msg, guint status, GBytes * body, gsize cut)
+feed_wrote (SoupServerMessage * msg, guint size, Feed * f)
 {
-  DropJob *job = g_new0 (DropJob, 1);
-  GString *raw = g_string_new (NULL);
-  SoupMessageHeadersIter iter;
-  const char *name, *value;
+  f->written += size;
+  if (f->written >= g_bytes_get_size (f->body)) {
+    drop_connection (msg);
+    feed_free (f);
+  }
+}
 
-  g_string_append_printf (raw, "HTTP/1.1 %u %s\r\n", status,
-      soup_status_get_phrase (status));
-  soup_message_headers_iter_init (&iter,
-      soup_server_message_get_response_headers (msg));
-  while (soup_message_headers_iter_next (&iter, &name, &value))
-    g_string_append_printf (raw, "%s: %s\r\n", name, value);
-  g_string_append (raw, "Connection: close\r\n\r\n");
-  g_string_append_len (raw, g_bytes_get_data (body, NULL), cut);
+static void
+feed_wrote_headers (SoupServerMessage * msg, Feed * f)
+{
+  feed_wrote (msg, 0, f);
+}
 
-  job->msg = g_object_ref (msg);
-  job->payload = g_string_free_to_bytes (raw);
-  g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
-  soup_server_message_pause (msg);
-  g_idle_add (drop_start, job);
+/* Sends @body (taken) as the response body of @msg */
+static void
+send_body (SoupServerMessage * msg, GBytes * body, gboolean drop)
+{
+  Feed *f;
+
+  if (!drop && !FAULT (DOWNLOAD_RATE)) {
+    soup_message_body_append_bytes (soup_server_message_get_response_body
+        (msg), body);
+    soup_message_body_complete (soup_server_message_get_response_body (msg));
+    g_bytes_unref (body);
+    return;
+  }
+
+  f = g_new0 (Feed, 1);
+  f->msg = g_object_ref (msg);
+  f->body = body;
+  f->rate = FAULT (DOWNLOAD_RATE) * 1000 / 8;
+  f->drop = drop;
+  g_signal_connect_swapped (msg, "finished", G_CALLBACK (feed_free), f);
+  if (drop) {
+    cache_addresses (msg);
+    g_signal_connect (msg, "wrote-headers", G_CALLBACK (feed_wrote_headers), f);
+    g_signal_connect (msg, "wrote-body-data", G_CALLBACK (feed_wrote), f);
+  }
+  if (f->rate) {
+    f->tick = g_timeout_source_new (FEED_TICK_MS);
+    g_source_set_callback (f->tick, feed_tick, f, NULL);
+    g_source_attach (f->tick, NULL);
+  } else {
+    feed_push (f, G_MAXSIZE);
+  }
 }
 
 typedef enum
@@ -1733,15 +2040,13 @@ cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
   g_autofree gchar *range = g_strdup (soup_message_headers_get_one (req,
           "Range"));
   g_auto (GStrv) parts = NULL;
-  g_autoptr (GBytes) part = NULL;
   g_autofree gchar *content_range = NULL;
   Task *t = NULL;
   GBytes *data = NULL;
   const gchar *name = NULL;
   guint64 total, start = 0, end = 0;
-  gint64 drop = sim.faults.drop_download_at;
+  gint64 drop = FAULT (DROP_DOWNLOAD_AT), status;
   RangeResult rr;
-  guint status = 200;
 
   if (sim.verbose)
     g_printerr ("grokimagine-sim: cdn %s %s%s%s\n", method, path,
@@ -1757,17 +2062,19 @@ cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
     reply_error (msg, 429, NULL);
     return;
   }
+  if (!g_str_has_prefix (path, "/generated/")) {
+    reply_text (msg, 404);
+    return;
+  }
   if (method != SOUP_METHOD_GET && method != SOUP_METHOD_HEAD) {
     soup_message_headers_replace (resp, "Allow", "GET, HEAD");
     soup_server_message_set_status (msg, 405, NULL);
     return;
   }
 
-  if (g_str_has_prefix (path, "/generated/")) {
-    parts = g_strsplit (path + strlen ("/generated/"), "/", -1);
-    if (g_strv_length (parts) == 2)
-      t = g_hash_table_lookup (sim.tasks, parts[0]);
-  }
+  parts = g_strsplit (path + strlen ("/generated/"), "/", -1);
+  if (g_strv_length (parts) == 2)
+    t = g_hash_table_lookup (sim.tasks, parts[0]);
   if (t) {
     task_update (t);
     for (guint i = 0; t->names[i]; i++) {
@@ -1776,9 +2083,11 @@ cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
     }
   }
   if (!name || t->state != TASK_DONE || t->empty_results) {
-    soup_server_message_set_status (msg, 404, NULL);
-    soup_server_message_set_response (msg, "text/plain", SOUP_MEMORY_STATIC,
-        "Not Found\n", 10);
+    reply_text (msg, 404);
+    return;
+  }
+  if ((status = fault_take (F_CDN_STATUS))) {
+    reply_text (msg, status);
     return;
   }
 
@@ -1800,30 +2109,44 @@ cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
     return;
   }
   if (rr == RANGE_OK) {
-    status = 206;
     content_range = g_strdup_printf ("bytes %" G_GUINT64_FORMAT "-%"
         G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT, start, end, total);
     soup_message_headers_replace (resp, "Content-Range", content_range);
   } else {
     end = total - 1;
   }
-
-  part = g_bytes_new_from_bytes (data, start, end + 1 - start);
+  soup_server_message_set_status (msg, rr == RANGE_OK ? 206 : 200, NULL);
   soup_message_headers_set_content_length (resp, end + 1 - start);
+  if (method == SOUP_METHOD_HEAD)
+    return;
 
-  if (method == SOUP_METHOD_HEAD) {
-    soup_server_message_set_status (msg, status, NULL);
-  } else if (drop >= 0 && (guint64) drop <= end && (guint64) drop >= start &&
-      ((guint64) drop > start || start == 0)) {
-    /* drop_download_at is a file offset: a body that would carry it breaks
-     * off just before it, unless it starts there (a resume) */
-    cdn_drop (msg, status, part, drop - start);
-  } else {
-    soup_server_message_set_status (msg, status, NULL);
-    soup_message_body_append_bytes (soup_server_message_get_response_body (msg),
-        part);
-    soup_message_body_complete (soup_server_message_get_response_body (msg));
-  }
+  /* drop_download_at is a file offset: a body that would carry it breaks
+   * off just before it, unless it starts there (a resume) */
+  if (drop >= 0 && (guint64) drop <= end && (guint64) drop >= start &&
+      ((guint64) drop > start || start == 0) && fault_hit (F_DROP_DOWNLOAD_AT))
+    send_body (msg, g_bytes_new_from_bytes (data, start, drop - start), TRUE);
+  else
+    send_body (msg, g_bytes_new_from_bytes (data, start, end + 1 - start),
+        FALSE);
+}
+
+/* The second CDN origin: redirects result URLs to the CDN */
+static void
+cdn2_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
+    GHashTable * query, gpointer user_data)
+{
+  if (sim.verbose)
+    g_printerr ("grokimagine-sim: cdn2 %s %s\n",
+        soup_server_message_get_method (msg), path);
+
+  sim.stats.cdn2_requests++;
+  if (soup_message_headers_get_one (soup_server_message_get_request_headers
+          (msg), "Authorization"))
+    sim.stats.cdn2_auth_headers++;
+  if (g_str_has_prefix (path, "/generated/"))
+    reply_redirect (msg, 302, sim.cdn_base);
+  else
+    reply_text (msg, 404);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1848,22 +2171,48 @@ stdin_ready (gint fd, GIOCondition condition, gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-static SoupServer *
-listen_local (gint port, SoupServerCallback callback, gchar ** base,
+/* Sets a fault of the command line (option name "--generate-status") */
+static gboolean
+option_fault (const gchar * option, const gchar * value, gpointer data,
     GError ** error)
 {
+  g_autoptr (JsonNode) node = json_node_alloc ();
+  gint id = 0;
+  gint64 n;
+
+  while (id < N_FAULTS - 1 && !g_str_equal (option + 2, fault_specs[id].option))
+    id++;
+  if (fault_specs[id].type == FT_BOOL)
+    json_node_init_boolean (node, TRUE);
+  else if (fault_specs[id].type == FT_INT &&
+      g_ascii_string_to_signed (value, 10, G_MININT64, G_MAXINT64, &n, NULL))
+    json_node_init_int (node, n);
+  else
+    json_node_init_string (node, value);
+  if (fault_set (&sim.cli, id, node, error))
+    return TRUE;
+  g_prefix_error (error, "%s: ", option);
+  return FALSE;
+}
+
+static SoupServer *
+listen_local (gint port, SoupServerCallback callback, GTlsCertificate * tls,
+    gchar ** base, GError ** error)
+{
   g_autoptr (SoupServer) server = soup_server_new ("server-header",
-      "grokimagine-sim ", NULL);
+      "grokimagine-sim ", "tls-certificate", tls, NULL);
   g_autoptr (GInetAddress) lo = g_inet_address_new_loopback
       (G_SOCKET_FAMILY_IPV4);
   g_autoptr (GSocketAddress) addr = g_inet_socket_address_new (lo, port);
   GSList *uris;
 
   soup_server_add_handler (server, NULL, callback, NULL, NULL);
-  if (!soup_server_listen (server, addr, 0, error))
+  if (!soup_server_listen (server, addr, tls ? SOUP_SERVER_LISTEN_HTTPS : 0,
+          error))
     return NULL;
   uris = soup_server_get_uris (server);
-  *base = g_strdup_printf ("http://127.0.0.1:%d", g_uri_get_port (uris->data));
+  *base = g_strdup_printf ("%s://127.0.0.1:%d", tls ? "https" : "http",
+      g_uri_get_port (uris->data));
   g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
   return g_steal_pointer (&server);
 }
@@ -1873,43 +2222,27 @@ main (int argc, char **argv)
 {
   g_autoptr (GOptionContext) ctx = NULL;
   g_autoptr (GError) error = NULL;
+  g_autoptr (GTlsCertificate) tls = NULL;
   g_autoptr (SoupServer) api = NULL;
   g_autoptr (SoupServer) cdn = NULL;
+  g_autoptr (SoupServer) cdn2 = NULL;
   g_autofree gchar *api_base = NULL;
-  Faults *cli = &sim.cli;
+  g_autofree GOptionEntry *fault_entries = g_new0 (GOptionEntry, N_FAULTS + 1);
   GOptionEntry entries[] = {
     {"port", 0, 0, G_OPTION_ARG_INT, &sim.port,
         "Port of the API origin (0: any free port)", "N"},
     {"cdn-port", 0, 0, G_OPTION_ARG_INT, &sim.cdn_port,
         "Port of the CDN origin (0: any free port)", "N"},
+    {"cdn2-port", 0, 0, G_OPTION_ARG_INT, &sim.cdn2_port,
+        "Port of the redirecting CDN origin (0: any free port)", "N"},
     {"key", 0, 0, G_OPTION_ARG_STRING, &sim.key,
         "The accepted API key (default sim-key)", "KEY"},
     {"credits", 0, 0, G_OPTION_ARG_INT64, &sim.initial_credits,
         "grok5imagine credit balance (default 100000)", "N"},
-    {"job-duration", 0, 0, G_OPTION_ARG_INT, &cli->job_duration_ms,
-        "Time from task creation to its end (default 1000)", "MS"},
-    {"rate-limit", 0, 0, G_OPTION_ARG_INT, &cli->rate_limit,
-        "Requests per minute per origin (default 1000)", "N"},
-    {"fail-tasks", 0, 0, G_OPTION_ARG_STRING, &cli->fail_tasks,
-        "Tasks fail with this error message", "MSG"},
-    {"generate-status", 0, 0, G_OPTION_ARG_INT, &cli->generate_status,
-        "Answer generate requests with this HTTP status", "N"},
-    {"status-status", 0, 0, G_OPTION_ARG_INT, &cli->status_status,
-        "Answer status requests with this HTTP status", "N"},
-    {"response-delay", 0, 0, G_OPTION_ARG_INT, &cli->response_delay_ms,
-        "Delay every API answer", "MS"},
-    {"drop-download-at", 0, 0, G_OPTION_ARG_INT64, &cli->drop_download_at,
-        "CDN bodies break off at this file offset", "BYTES"},
-    {"malformed-json", 0, 0, G_OPTION_ARG_STRING, &cli->malformed_json,
-        "Answer generate or status with invalid JSON", "generate|status"},
-    {"large-results", 0, 0, G_OPTION_ARG_NONE, &cli->large_results,
-        "Render videos over 10.5 MB", NULL},
-    {"empty-results", 0, 0, G_OPTION_ARG_NONE, &cli->empty_results,
-        "Completed tasks have no result URLs", NULL},
-    {"status-value", 0, 0, G_OPTION_ARG_STRING, &cli->status_value,
-        "Raw status string reported while a task runs", "S"},
-    {"fault-count", 0, 0, G_OPTION_ARG_INT, &cli->fault_count,
-        "Requests hit by the status/malformed faults (-1: all)", "N"},
+    {"tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &sim.tls_cert,
+        "Serve HTTPS with this PEM certificate (needs --tls-key)", "FILE"},
+    {"tls-key", 0, 0, G_OPTION_ARG_FILENAME, &sim.tls_key,
+        "PEM private key of --tls-cert", "FILE"},
     {"exit-on-stdin-eof", 0, 0, G_OPTION_ARG_NONE, &sim.exit_on_stdin_eof,
         "Exit when standard input reaches end of file", NULL},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &sim.verbose,
@@ -1917,28 +2250,33 @@ main (int argc, char **argv)
     {NULL}
   };
 
+  for (gint id = 0; id < N_FAULTS; id++) {
+    const FaultSpec *s = &fault_specs[id];
+
+    fault_entries[id] = (GOptionEntry) {
+    s->option, 0, s->type == FT_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
+          G_OPTION_ARG_CALLBACK, (gpointer) option_fault, s->help, s->arg};
+    fault_off (&sim.cli, id);
+  }
   sim.initial_credits = 100000;
-  cli->job_duration_ms = 1000;
-  cli->rate_limit = 1000;
-  cli->drop_download_at = -1;
-  cli->fault_count = -1;
 
   ctx = g_option_context_new ("- Grok Imagine API simulator");
   g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_main_entries (ctx, fault_entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
     g_printerr ("grokimagine-sim: %s\n", error->message);
     return 2;
   }
   if (!sim.key)
     sim.key = g_strdup ("sim-key");
-  if (cli->malformed_json && !g_str_equal (cli->malformed_json, "generate") &&
-      !g_str_equal (cli->malformed_json, "status")) {
-    g_printerr ("grokimagine-sim: --malformed-json takes generate or status\n");
+  if (!sim.tls_cert != !sim.tls_key) {
+    g_printerr ("grokimagine-sim: --tls-cert and --tls-key go together\n");
     return 2;
   }
-  if (cli->rate_limit < 1 || cli->job_duration_ms < 0 ||
-      cli->response_delay_ms < 0 || cli->fault_count < -1) {
-    g_printerr ("grokimagine-sim: invalid option value\n");
+  if (sim.tls_cert &&
+      !(tls = g_tls_certificate_new_from_files (sim.tls_cert, sim.tls_key,
+              &error))) {
+    g_printerr ("grokimagine-sim: %s\n", error->message);
     return 2;
   }
 
@@ -1952,9 +2290,11 @@ main (int argc, char **argv)
   sim.loop = g_main_loop_new (NULL, FALSE);
   sim_reset_state ();
 
-  if (!(api = listen_local (sim.port, api_handler, &api_base, &error)) ||
-      !(cdn = listen_local (sim.cdn_port, cdn_handler, &sim.cdn_base,
-              &error))) {
+  if (!(api = listen_local (sim.port, api_handler, tls, &api_base, &error)) ||
+      !(cdn = listen_local (sim.cdn_port, cdn_handler, tls, &sim.cdn_base,
+              &error)) ||
+      !(cdn2 = listen_local (sim.cdn2_port, cdn2_handler, tls,
+              &sim.cdn2_base, &error))) {
     g_printerr ("grokimagine-sim: cannot listen: %s\n", error->message);
     return 1;
   }
@@ -1965,7 +2305,8 @@ main (int argc, char **argv)
     g_unix_fd_add (STDIN_FILENO, G_IO_IN | G_IO_HUP | G_IO_ERR, stdin_ready,
         NULL);
 
-  printf ("api %s\ncdn %s\nready\n", api_base, sim.cdn_base);
+  printf ("api %s\ncdn %s\ncdn2 %s\nready\n", api_base, sim.cdn_base,
+      sim.cdn2_base);
   fflush (stdout);
 
   g_main_loop_run (sim.loop);
@@ -1975,6 +2316,7 @@ main (int argc, char **argv)
   g_thread_pool_free (sim.pool, TRUE, TRUE);
   soup_server_disconnect (api);
   soup_server_disconnect (cdn);
+  soup_server_disconnect (cdn2);
   g_main_loop_unref (sim.loop);
   return 0;
 }

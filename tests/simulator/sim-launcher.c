@@ -7,11 +7,14 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
 
@@ -25,7 +28,151 @@ struct _SimProcess
   gint stdout_fd;
   gchar *api_url;
   gchar *cdn_url;
+  gchar *cdn2_url;
+  gchar *ca_file;               /* HTTPS only */
 };
+
+/* The test CA and server certificate of the HTTPS simulators */
+static struct
+{
+  gchar *dir;
+  gint users;
+  pid_t owner;
+  gboolean atexit_set;
+} tls;
+G_LOCK_DEFINE_STATIC (tls);
+
+static const gchar *tls_config[] = {
+  "[req]",
+  "distinguished_name = dn",
+  "prompt = no",
+  "[dn]",
+  "CN = grokimagine-sim test CA",
+  "[ca_ext]",
+  "basicConstraints = critical, CA:TRUE",
+  "keyUsage = critical, keyCertSign, cRLSign",
+  "subjectKeyIdentifier = hash",
+  "[server_ext]",
+  "basicConstraints = critical, CA:FALSE",
+  "keyUsage = critical, digitalSignature, keyEncipherment",
+  "extendedKeyUsage = serverAuth",
+  "subjectAltName = IP:127.0.0.1, DNS:localhost",
+  "subjectKeyIdentifier = hash",
+  "authorityKeyIdentifier = keyid",
+  "",
+  NULL
+};
+
+/* Runs "openssl" with the NULL-terminated arguments in @dir */
+static gboolean
+run_openssl (const gchar * dir, GError ** error, ...)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autofree gchar *err = NULL;
+  gchar *arg;
+  va_list ap;
+  gint status;
+
+  g_ptr_array_add (argv, (gpointer) "openssl");
+  va_start (ap, error);
+  while ((arg = va_arg (ap, gchar *)) != NULL)
+    g_ptr_array_add (argv, arg);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+
+  if (!g_spawn_sync (dir, (gchar **) argv->pdata, NULL,
+          G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, NULL,
+          &err, &status, error))
+    return FALSE;
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+    g_set_error (error, G_SPAWN_ERROR, G_SPAWN_ERROR_FAILED,
+        "openssl %s failed: %s", (gchar *) argv->pdata[1], err);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+tls_remove (void)
+{
+  g_autoptr (GDir) dir = g_dir_open (tls.dir, 0, NULL);
+  const gchar *name;
+
+  while (dir && (name = g_dir_read_name (dir))) {
+    g_autofree gchar *path = g_build_filename (tls.dir, name, NULL);
+
+    g_unlink (path);
+  }
+  g_rmdir (tls.dir);
+  g_clear_pointer (&tls.dir, g_free);
+}
+
+static void
+tls_atexit (void)
+{
+  /* not in a forked child of the process that made the files */
+  if (tls.dir && tls.owner == getpid ())
+    tls_remove ();
+}
+
+static gboolean
+tls_create (GError ** error)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-sim-tls-XXXXXX", error);
+  g_autofree gchar *config = NULL;
+  g_autofree gchar *text = g_strjoinv ("\n", (gchar **) tls_config);
+  g_autofree gchar *serial = g_strdup_printf ("%u", g_random_int ());
+
+  if (!dir)
+    return FALSE;
+  tls.dir = g_strdup (dir);
+  tls.owner = getpid ();
+  if (!tls.atexit_set)
+    tls.atexit_set = atexit (tls_atexit) == 0;
+
+  config = g_build_filename (dir, "openssl.cnf", NULL);
+  if (!g_file_set_contents (config, text, -1, error) ||
+      !run_openssl (dir, error, "req", "-x509", "-config", "openssl.cnf",
+          "-extensions", "ca_ext", "-newkey", "ec", "-pkeyopt",
+          "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key",
+          "-out", "ca.pem", "-days", "30", NULL) ||
+      !run_openssl (dir, error, "req", "-new", "-config", "openssl.cnf",
+          "-subj", "/CN=localhost", "-newkey", "ec", "-pkeyopt",
+          "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key",
+          "-out", "server.csr", NULL) ||
+      !run_openssl (dir, error, "x509", "-req", "-in", "server.csr", "-CA",
+          "ca.pem", "-CAkey", "ca.key", "-set_serial", serial, "-days", "30",
+          "-extfile", "openssl.cnf", "-extensions", "server_ext", "-out",
+          "server.pem", NULL)) {
+    tls_remove ();
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Makes the files if need be; returns their directory or NULL */
+static gchar *
+tls_acquire (GError ** error)
+{
+  gchar *dir = NULL;
+
+  G_LOCK (tls);
+  if (tls.dir || tls_create (error)) {
+    tls.users++;
+    dir = g_strdup (tls.dir);
+  }
+  G_UNLOCK (tls);
+  return dir;
+}
+
+static void
+tls_release (void)
+{
+  G_LOCK (tls);
+  if (--tls.users == 0 && tls.dir)
+    tls_remove ();
+  G_UNLOCK (tls);
+}
 
 /* Reads the startup lines until "ready", within the deadline. */
 static gboolean
@@ -71,6 +218,9 @@ read_startup (SimProcess * sim, GError ** error)
       } else if (g_str_has_prefix (line, "cdn ")) {
         g_free (sim->cdn_url);
         sim->cdn_url = g_strdup (line + 4);
+      } else if (g_str_has_prefix (line, "cdn2 ")) {
+        g_free (sim->cdn2_url);
+        sim->cdn2_url = g_strdup (line + 5);
       } else if (g_str_equal (line, "ready")) {
         if (sim->api_url && sim->cdn_url)
           return TRUE;
@@ -113,6 +263,31 @@ sim_start (const gchar * const *extra_args, GError ** error)
   return sim;
 }
 
+SimProcess *
+sim_start_https (const gchar * const *extra_args, GError ** error)
+{
+  g_autofree gchar *dir = tls_acquire (error);
+  g_autoptr (GPtrArray) args = g_ptr_array_new_with_free_func (g_free);
+  SimProcess *sim;
+
+  if (!dir)
+    return NULL;
+  g_ptr_array_add (args, g_strdup ("--tls-cert"));
+  g_ptr_array_add (args, g_build_filename (dir, "server.pem", NULL));
+  g_ptr_array_add (args, g_strdup ("--tls-key"));
+  g_ptr_array_add (args, g_build_filename (dir, "server.key", NULL));
+  for (guint i = 0; extra_args && extra_args[i]; i++)
+    g_ptr_array_add (args, g_strdup (extra_args[i]));
+  g_ptr_array_add (args, NULL);
+
+  if (!(sim = sim_start ((const gchar * const *) args->pdata, error))) {
+    tls_release ();
+    return NULL;
+  }
+  sim->ca_file = g_build_filename (dir, "ca.pem", NULL);
+  return sim;
+}
+
 const gchar *
 sim_api_url (SimProcess * sim)
 {
@@ -123,6 +298,18 @@ const gchar *
 sim_cdn_url (SimProcess * sim)
 {
   return sim->cdn_url;
+}
+
+const gchar *
+sim_cdn2_url (SimProcess * sim)
+{
+  return sim->cdn2_url;
+}
+
+const gchar *
+sim_ca_file (SimProcess * sim)
+{
+  return sim->ca_file;
 }
 
 /* Sends a control request; returns the parsed JSON answer of a 200. */
@@ -141,6 +328,16 @@ control_request (SimProcess * sim, const gchar * method, const gchar * path,
   const gchar *data;
 
   soup_session_set_proxy_resolver (session, NULL);
+  if (sim->ca_file) {
+    g_autoptr (GTlsDatabase) db = g_tls_file_database_new (sim->ca_file,
+        &error);
+
+    if (!db) {
+      g_warning ("sim-launcher: %s: %s", sim->ca_file, error->message);
+      return NULL;
+    }
+    soup_session_set_tls_database (session, db);
+  }
   if (json) {
     g_autoptr (GBytes) request = g_bytes_new (json, strlen (json));
 
@@ -210,6 +407,18 @@ sim_set_faults (SimProcess * sim, const gchar * json)
 }
 
 gboolean
+sim_set_faultsf (SimProcess * sim, const gchar * format, ...)
+{
+  g_autofree gchar *json = NULL;
+  va_list ap;
+
+  va_start (ap, format);
+  json = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  return sim_set_faults (sim, json);
+}
+
+gboolean
 sim_reset (SimProcess * sim)
 {
   g_autoptr (JsonNode) answer = control_request (sim, "POST", "/_sim/reset",
@@ -266,5 +475,10 @@ sim_stop (SimProcess * sim)
     close (sim->stdout_fd);
   g_free (sim->api_url);
   g_free (sim->cdn_url);
+  g_free (sim->cdn2_url);
+  if (sim->ca_file) {
+    g_free (sim->ca_file);
+    tls_release ();
+  }
   g_free (sim);
 }

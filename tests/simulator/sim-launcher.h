@@ -20,9 +20,22 @@ typedef struct _SimProcess SimProcess;
  * NULL), and waits at most 30 s until it is ready. */
 SimProcess *sim_start (const gchar * const *extra_args, GError ** error);
 
-/* Base URLs without a trailing slash, e.g. "http://127.0.0.1:40123" */
+/* Like sim_start(), but every origin serves HTTPS with a certificate for
+ * 127.0.0.1 and localhost, signed by a throwaway test CA. The openssl
+ * command line tool makes the CA and the certificate in a temporary
+ * directory when the first HTTPS simulator starts; all running ones share
+ * them. The directory goes when the last of them stops, or at exit. */
+SimProcess *sim_start_https (const gchar * const *extra_args, GError ** error);
+
+/* Base URLs without a trailing slash, e.g. "http://127.0.0.1:40123";
+ * cdn2 is the origin that redirects to the CDN (cdn_redirect fault). */
 const gchar *sim_api_url (SimProcess * sim);
 const gchar *sim_cdn_url (SimProcess * sim);
+const gchar *sim_cdn2_url (SimProcess * sim);
+
+/* The PEM file of the CA that signed the simulator's certificate, or NULL
+ * for a plain HTTP simulator. */
+const gchar *sim_ca_file (SimProcess * sim);
 
 /* One counter of GET /_sim/stats; -1 on error. */
 gint64 sim_stat (SimProcess * sim, const gchar * name);
@@ -33,6 +46,10 @@ gchar *sim_stat_string (SimProcess * sim, const gchar * name);
 
 /* POST /_sim/faults with a JSON object, e.g. "{\"status_status\": 500}" */
 gboolean sim_set_faults (SimProcess * sim, const gchar * json);
+
+/* sim_set_faults() with a printf-style format */
+gboolean sim_set_faultsf (SimProcess * sim, const gchar * format, ...)
+    G_GNUC_PRINTF (2, 3);
 
 /* POST /_sim/reset: counters to zero, faults back to the command line */
 gboolean sim_reset (SimProcess * sim);

@@ -1,0 +1,249 @@
+/* Shared by the element tests: the simulator, running pipelines, and
+ * asserting on what they posted. */
+#include "common.h"
+
+#include <string.h>
+
+SimProcess *sim;
+
+/* A grokimaginesrc pointed at the simulator, as a launch-line fragment */
+gchar *
+src_desc (const gchar * extra)
+{
+  return g_strdup_printf ("grokimaginesrc name=src base-url=%s api-key="
+      SIM_KEY " poll-interval=50 %s", sim_api_url (sim), extra);
+}
+
+void
+run_free (Run * r)
+{
+  gst_clear_message (&r->error);
+  g_ptr_array_unref (r->tasks);
+  g_ptr_array_unref (r->warnings);
+  g_string_free (r->log, TRUE);
+  g_free (r);
+}
+
+static void
+collect (Run * r, GstMessage * msg)
+{
+  const GstStructure *s = gst_message_get_structure (msg);
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *dbg = NULL;
+  g_autofree gchar *text = s ? gst_structure_to_string (s) : NULL;
+
+  /* everything a bus watcher could see, for tests that look for leaks */
+  g_string_append_printf (r->log, "%s %s\n", GST_MESSAGE_TYPE_NAME (msg),
+      text ? text : "");
+  switch (GST_MESSAGE_TYPE (msg)) {
+    case GST_MESSAGE_ERROR:
+      gst_message_parse_error (msg, &err, &dbg);
+      g_string_append_printf (r->log, "%s %s\n", err->message, dbg);
+      if (r->error == NULL)
+        r->error = gst_message_ref (msg);
+      break;
+    case GST_MESSAGE_WARNING:
+      gst_message_parse_warning (msg, &err, &dbg);
+      g_string_append_printf (r->log, "%s %s\n", err->message, dbg);
+      g_ptr_array_add (r->warnings, g_strdup (err->message));
+      break;
+    case GST_MESSAGE_EOS:
+      r->eos = TRUE;
+      break;
+    case GST_MESSAGE_ELEMENT:
+      if (gst_structure_has_name (s, "grokimagine-task"))
+        g_ptr_array_add (r->tasks, gst_structure_copy (s));
+      break;
+    default:
+      break;
+  }
+}
+
+/* Runs @pipeline to EOS or error, bounded in time, collecting messages */
+Run *
+run_pipeline (GstElement * pipeline)
+{
+  Run *r = g_new0 (Run, 1);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gint64 end = g_get_monotonic_time () + RUN_TIMEOUT_S * G_TIME_SPAN_SECOND;
+
+  r->tasks = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_structure_free);
+  r->warnings = g_ptr_array_new_with_free_func (g_free);
+  r->log = g_string_new (NULL);
+  r->start_ret = gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  while (!r->eos && r->error == NULL && g_get_monotonic_time () < end) {
+    GstMessage *msg = gst_bus_timed_pop (bus, 100 * GST_MSECOND);
+
+    if (msg) {
+      collect (r, msg);
+      gst_message_unref (msg);
+    } else if (r->start_ret == GST_STATE_CHANGE_FAILURE) {
+      break;
+    }
+  }
+  fail_unless (r->eos || r->error, "pipeline neither ended nor failed");
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  /* messages posted while going down */
+  while (TRUE) {
+    GstMessage *msg = gst_bus_pop (bus);
+
+    if (msg == NULL)
+      break;
+    collect (r, msg);
+    gst_message_unref (msg);
+  }
+  gst_object_unref (bus);
+  return r;
+}
+
+Run *
+run_launch (const gchar * desc)
+{
+  g_autoptr (GError) err = NULL;
+  GstElement *pipeline = gst_parse_launch (desc, &err);
+  Run *r;
+
+  fail_unless (pipeline != NULL, "cannot parse '%s': %s", desc,
+      err ? err->message : "");
+  r = run_pipeline (pipeline);
+  gst_object_unref (pipeline);
+  return r;
+}
+
+Run *
+run_src (const gchar * src_props, const gchar * tail)
+{
+  g_autofree gchar *src = src_desc (src_props);
+  g_autofree gchar *desc = g_strdup_printf ("%s ! %s", src, tail);
+
+  return run_launch (desc);
+}
+
+void
+assert_ok (Run * r)
+{
+  if (r->error) {
+    g_autoptr (GError) err = NULL;
+    g_autofree gchar *dbg = NULL;
+
+    gst_message_parse_error (r->error, &err, &dbg);
+    fail ("unexpected error: %s (%s)", err->message, dbg);
+  }
+  fail_unless (r->eos);
+}
+
+/* Asserts an error of @code whose text contains @needle; returns details */
+const GstStructure *
+assert_error (Run * r, GstResourceError code, const gchar * needle)
+{
+  g_autoptr (GError) err = NULL;
+  const GstStructure *details = NULL;
+
+  fail_unless (r->error != NULL, "expected an error with '%s'", needle);
+  gst_message_parse_error (r->error, &err, NULL);
+  fail_unless (err->domain == GST_RESOURCE_ERROR, "domain %s: %s",
+      g_quark_to_string (err->domain), err->message);
+  fail_unless_equals_int (err->code, code);
+  fail_unless (strstr (err->message, needle) != NULL,
+      "error '%s' lacks '%s'", err->message, needle);
+  gst_message_parse_error_details (r->error, &details);
+  return details;
+}
+
+void
+assert_http_status (const GstStructure * details, guint status)
+{
+  guint got = 0;
+
+  fail_unless (details != NULL);
+  fail_unless (gst_structure_get_uint (details, "http-status-code", &got));
+  fail_unless_equals_int (got, status);
+}
+
+const GstStructure *
+last_task (Run * r)
+{
+  fail_unless (r->tasks->len > 0, "no grokimagine-task message");
+  return g_ptr_array_index (r->tasks, r->tasks->len - 1);
+}
+
+const gchar *
+result_url (const GstStructure * s, guint i)
+{
+  const GValue *urls = gst_structure_get_value (s, "result-urls");
+
+  fail_unless (urls && GST_VALUE_HOLDS_ARRAY (urls));
+  fail_unless (i < gst_value_array_get_size (urls));
+  return g_value_get_string (gst_value_array_get_value (urls, i));
+}
+
+GBytes *
+http_get (const gchar * url)
+{
+  g_autoptr (SoupSession) session = soup_session_new ();
+  g_autoptr (SoupMessage) msg = soup_message_new ("GET", url);
+  GBytes *body = soup_session_send_and_read (session, msg, NULL, NULL);
+
+  fail_unless (body != NULL);
+  fail_unless_equals_int (soup_message_get_status (msg), 200);
+  return body;
+}
+
+GBytes *
+read_file (const gchar * path)
+{
+  gchar *data;
+  gsize len;
+
+  fail_unless (g_file_get_contents (path, &data, &len, NULL));
+  return g_bytes_new_take (data, len);
+}
+
+gchar *
+temp_path (const gchar * name)
+{
+  return g_build_filename (g_get_tmp_dir (), name, NULL);
+}
+
+void
+setup (void)
+{
+  fail_unless (sim_reset (sim));
+}
+
+void
+wait_for (GstElement * pipeline, GstMessageType type)
+{
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg = gst_bus_timed_pop_filtered (bus, RUN_TIMEOUT_S *
+      GST_SECOND, type | GST_MESSAGE_ERROR);
+
+  fail_unless (msg != NULL, "timed out");
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    g_autoptr (GError) err = NULL;
+
+    gst_message_parse_error (msg, &err, NULL);
+    fail ("error: %s", err->message);
+  }
+  gst_message_unref (msg);
+  gst_object_unref (bus);
+}
+
+void
+start_simulator (void)
+{
+  const gchar *args[] = { "--job-duration", "300", NULL };
+  g_autoptr (GError) err = NULL;
+
+  sim = sim_start (args, &err);
+  fail_unless (sim != NULL, "cannot start the simulator: %s",
+      err ? err->message : "?");
+}
+
+void
+stop_simulator (void)
+{
+  g_clear_pointer (&sim, sim_stop);
+}
+

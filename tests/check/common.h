@@ -1,0 +1,49 @@
+/* Shared by the element tests: the simulator, running pipelines, and
+ * asserting on what they posted. */
+#pragma once
+
+#include <gst/check/gstcheck.h>
+#include <libsoup/soup.h>
+#include <glib/gstdio.h>
+
+#include "sim-launcher.h"
+
+#define RUN_TIMEOUT_S 60
+
+/* The simulator every test of a program talks to (started by the fixture) */
+extern SimProcess *sim;
+
+typedef struct
+{
+  GstStateChangeReturn start_ret;
+  GstMessage *error;            /* the first error, if any */
+  GPtrArray *tasks;             /* GstStructure: grokimagine-task messages */
+  GPtrArray *warnings;          /* gchar *: texts of warning messages */
+  GString *log;                 /* every message, as text */
+  gboolean eos;
+} Run;
+
+void run_free (Run * r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Run, run_free);
+
+gchar *src_desc (const gchar * extra);
+Run *run_pipeline (GstElement * pipeline);
+Run *run_launch (const gchar * desc);
+Run *run_src (const gchar * src_props, const gchar * tail);
+
+void assert_ok (Run * r);
+const GstStructure *assert_error (Run * r, GstResourceError code,
+    const gchar * needle);
+void assert_http_status (const GstStructure * details, guint status);
+const GstStructure *last_task (Run * r);
+const gchar *result_url (const GstStructure * s, guint i);
+
+GBytes *http_get (const gchar * url);
+GBytes *read_file (const gchar * path);
+gchar *temp_path (const gchar * name);
+void wait_for (GstElement * pipeline, GstMessageType type);
+
+/* Fixtures */
+void setup (void);
+void start_simulator (void);
+void stop_simulator (void);
