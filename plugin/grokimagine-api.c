@@ -354,6 +354,29 @@ parse_url_array (JsonNode * node, GError ** error)
   return (gchar **) g_ptr_array_free (g_steal_pointer (&urls), FALSE);
 }
 
+/* The "request" echo: informative only, so anything odd is ignored */
+static void
+read_request_echo (GrokImagineStatus * st, JsonObject * data)
+{
+  JsonNode *request = json_object_get_member (data, "request");
+  JsonNode *input;
+  JsonObject *obj;
+  const gchar *prompt = NULL, *model = NULL;
+
+  if (request == NULL || !JSON_NODE_HOLDS_OBJECT (request))
+    return;
+  obj = json_node_get_object (request);
+  input = json_object_get_member (obj, "input");
+  if (!get_optional_string (obj, "model", &model, NULL))
+    model = NULL;
+  if (input && JSON_NODE_HOLDS_OBJECT (input))
+    obj = json_node_get_object (input);
+  if (!get_optional_string (obj, "prompt", &prompt, NULL))
+    prompt = NULL;
+  st->request_prompt = g_strdup (prompt);
+  st->request_model = g_strdup (model);
+}
+
 GrokImagineStatus *
 grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
     GError ** error)
@@ -401,6 +424,8 @@ grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
   if (st->result_urls == NULL)
     return NULL;
 
+  read_request_echo (st, data);
+
   if (g_ascii_strcasecmp (raw, "failed") == 0)
     st->state = GROK_IMAGINE_STATE_FAILED;
   else if (g_str_equal (raw, api == GROK_IMAGINE_API_GROK5 ?
@@ -444,5 +469,7 @@ grok_imagine_status_free (GrokImagineStatus * status)
   g_free (status->task_id);
   g_free (status->error_message);
   g_strfreev (status->result_urls);
+  g_free (status->request_prompt);
+  g_free (status->request_model);
   g_free (status);
 }

@@ -77,6 +77,8 @@ typedef struct
   gchar *error_message;
   gint64 consumed_credits;      /* -1 when the answer has none */
   gchar **result_urls;          /* never NULL */
+  gchar *request_prompt;        /* the prompt echoed back, if any */
+  gchar *request_model;         /* grok5: the model echoed back, if any */
 } GrokImagineStatus;
 
 const gchar *grok_imagine_api_get_nick (GrokImagineApi api);

@@ -227,6 +227,17 @@ GST_START_TEST (test_status_v1)
   fail_unless_equals_string (st->result_urls[1],
       "https://cdn.example.com/2.mp4");
   fail_unless (st->error_message == NULL);
+  fail_unless (st->request_prompt == NULL);
+  grok_imagine_status_free (g_steal_pointer (&st));
+
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"pending\","
+      "\"request\":{\"mode\":\"fun\",\"prompt\":\"a fox\"}}}", NULL);
+  fail_unless_equals_string (st->request_prompt, "a fox");
+  grok_imagine_status_free (g_steal_pointer (&st));
+  /* an odd echo is ignored */
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"pending\","
+      "\"request\":{\"prompt\":7}}}", NULL);
+  fail_unless (st != NULL && st->request_prompt == NULL);
   grok_imagine_status_free (g_steal_pointer (&st));
 
   st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"processing\"}}",
@@ -300,6 +311,13 @@ GST_START_TEST (test_status_grok5)
   fail_unless_equals_string (st->result_urls[0],
       "https://cdn.example.com/i.png");
   fail_unless (st->result_urls[1] == NULL);
+  grok_imagine_status_free (g_steal_pointer (&st));
+
+  st = PARSE (GROK_IMAGINE_API_GROK5, "{\"data\":{\"status\":\"IN_PROGRESS\","
+      "\"request\":{\"model\":\"grok-imagine/text-to-image\",\"input\":"
+      "{\"prompt\":\"A dragon\"}}}}", NULL);
+  fail_unless_equals_string (st->request_prompt, "A dragon");
+  fail_unless_equals_string (st->request_model, "grok-imagine/text-to-image");
   grok_imagine_status_free (g_steal_pointer (&st));
 
   st = PARSE (GROK_IMAGINE_API_GROK5, "{\"data\":{\"status\":\"IN_PROGRESS\","

@@ -2,6 +2,8 @@
  * asserting on what they posted. */
 #include "common.h"
 
+#include <gst/base/gstbasesink.h>
+
 #include <string.h>
 
 SimProcess *sim;
@@ -20,6 +22,9 @@ run_free (Run * r)
   gst_clear_message (&r->error);
   g_ptr_array_unref (r->tasks);
   g_ptr_array_unref (r->warnings);
+  g_ptr_array_unref (r->progress);
+  gst_clear_tag_list (&r->src_tags);
+  gst_clear_tag_list (&r->sink_tags);
   g_string_free (r->log, TRUE);
   g_free (r);
 }
@@ -50,6 +55,31 @@ collect (Run * r, GstMessage * msg)
     case GST_MESSAGE_EOS:
       r->eos = TRUE;
       break;
+    case GST_MESSAGE_PROGRESS:{
+      GstProgressType type;
+      g_autofree gchar *code = NULL, *ptext = NULL;
+      gint percent = -1;
+
+      gst_message_parse_progress (msg, &type, &code, &ptext);
+      gst_structure_get_int (s, "percent", &percent);
+      g_ptr_array_add (r->progress, g_strdup_printf ("%s %s %d", code,
+              g_enum_get_value (g_type_class_peek (GST_TYPE_PROGRESS_TYPE),
+                  type)->value_nick, percent));
+      break;
+    }
+    case GST_MESSAGE_TAG:{
+      GstTagList *tags, **into;
+
+      gst_message_parse_tag (msg, &tags);
+      into = GST_IS_BASE_SINK (GST_MESSAGE_SRC (msg)) ? &r->sink_tags :
+          &r->src_tags;
+      if (*into)
+        gst_tag_list_insert (*into, tags, GST_TAG_MERGE_REPLACE);
+      else
+        *into = gst_tag_list_copy (tags);
+      gst_tag_list_unref (tags);
+      break;
+    }
     case GST_MESSAGE_ELEMENT:
       if (gst_structure_has_name (s, "grokimagine-task"))
         g_ptr_array_add (r->tasks, gst_structure_copy (s));
@@ -70,6 +100,7 @@ run_pipeline (GstElement * pipeline)
   r->tasks = g_ptr_array_new_with_free_func ((GDestroyNotify)
       gst_structure_free);
   r->warnings = g_ptr_array_new_with_free_func (g_free);
+  r->progress = g_ptr_array_new_with_free_func (g_free);
   r->log = g_string_new (NULL);
   r->start_ret = gst_element_set_state (pipeline, GST_STATE_PLAYING);
   while (!r->eos && r->error == NULL && g_get_monotonic_time () < end) {

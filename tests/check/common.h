@@ -20,6 +20,9 @@ typedef struct
   GPtrArray *tasks;             /* GstStructure: grokimagine-task messages */
   GPtrArray *warnings;          /* gchar *: texts of warning messages */
   GString *log;                 /* every message, as text */
+  GPtrArray *progress;          /* gchar *: "code type percent" */
+  GstTagList *src_tags;         /* tags posted by grokimaginesrc */
+  GstTagList *sink_tags;        /* tags that reached a sink */
   gboolean eos;
 } Run;
 

@@ -680,6 +680,211 @@ GST_START_TEST (test_paused_is_async)
 
 GST_END_TEST;
 
+/* --- native GStreamer: URI, progress, tags ----------------------------------- */
+
+GST_START_TEST (test_uri_handler)
+{
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *prompt = NULL, *ratio = NULL, *task = NULL, *uri = NULL;
+  GstElement *src;
+  gint api = 0, model = 0;
+  guint poll = 0;
+  GValue arr = G_VALUE_INIT;
+
+  src = gst_element_make_from_uri (GST_URI_SRC, "grokimagine://?prompt="
+      "a%20quiet%20lake%20%26%20a%20%3D%20sign&ratio=16:9&api=grok5imagine"
+      "&model=image-to-video&poll-interval=250"
+      "&images=%3Chttps://a.example/1.png,https://a.example/2.png%3E",
+      NULL, &err);
+  fail_unless (src != NULL, "%s", err ? err->message : "");
+  g_object_get (src, "prompt", &prompt, "ratio", &ratio, "api", &api,
+      "model", &model, "poll-interval", &poll, NULL);
+  fail_unless_equals_string (prompt, "a quiet lake & a = sign");
+  fail_unless_equals_string (ratio, "16:9");
+  fail_unless_equals_int (api, 1);
+  fail_unless_equals_int (model, 2);
+  fail_unless_equals_int (poll, 250);
+  g_value_init (&arr, GST_TYPE_ARRAY);
+  g_object_get_property (G_OBJECT (src), "images", &arr);
+  fail_unless_equals_int (gst_value_array_get_size (&arr), 2);
+  fail_unless_equals_string (g_value_get_string (gst_value_array_get_value
+          (&arr, 1)), "https://a.example/2.png");
+  g_value_unset (&arr);
+
+  /* the URI round-trips the request, and never carries a key */
+  g_object_set (src, "api-key", "sk-never-in-uri", NULL);
+  uri = gst_uri_handler_get_uri (GST_URI_HANDLER (src));
+  fail_unless (strstr (uri, "sk-never") == NULL);
+  fail_unless (strstr (uri, "prompt=a%20quiet%20lake") != NULL, "%s", uri);
+
+  /* ... nor takes one */
+  fail_if (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=x&api-key=sk-1", &err));
+  fail_unless (strstr (err->message, "never taken from a URI") != NULL);
+  g_clear_error (&err);
+  fail_if (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=x&no-such-thing=1", &err));
+  fail_unless (strstr (err->message, "no-such-thing") != NULL);
+  g_clear_error (&err);
+  fail_if (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?ratio=1:1&timeout=forever", &err));
+  g_clear_error (&err);
+  fail_if (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://elsewhere/x", &err));
+  g_clear_error (&err);
+
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://task/n31b6d54c8f4b4c4e8kie?api=grok5imagine", &err));
+  g_object_get (src, "task-id", &task, NULL);
+  fail_unless_equals_string (task, "n31b6d54c8f4b4c4e8kie");
+  gst_object_unref (src);
+}
+
+GST_END_TEST;
+
+/* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
+GST_START_TEST (test_playbin_uri)
+{
+  g_autofree gchar *base = g_uri_escape_string (sim_api_url (sim), NULL,
+      FALSE);
+  g_autofree gchar *uri = g_strdup_printf ("grokimagine://?prompt="
+      "a%%20quiet%%20lake&ratio=16:9&poll-interval=50&base-url=%s", base);
+  GstElement *playbin = gst_element_factory_make ("playbin", NULL);
+  g_autoptr (Run) r = NULL;
+
+  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  g_object_set (playbin, "uri", uri, "video-sink",
+      gst_element_factory_make ("fakesink", NULL), "audio-sink",
+      gst_element_factory_make ("fakesink", NULL), NULL);
+  r = run_pipeline (playbin);
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+  assert_ok (r);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  gst_object_unref (playbin);
+}
+
+GST_END_TEST;
+
+static gboolean
+has_progress (Run * r, const gchar * entry)
+{
+  guint i;
+
+  for (i = 0; i < r->progress->len; i++)
+    if (g_str_equal (g_ptr_array_index (r->progress, i), entry))
+      return TRUE;
+  return FALSE;
+}
+
+static gint
+progress_index (Run * r, const gchar * prefix)
+{
+  guint i;
+
+  for (i = 0; i < r->progress->len; i++)
+    if (g_str_has_prefix (g_ptr_array_index (r->progress, i), prefix))
+      return i;
+  return -1;
+}
+
+GST_START_TEST (test_progress_messages)
+{
+  g_autoptr (Run) r = run_src ("prompt=x", "fakesink");
+
+  assert_ok (r);
+  fail_unless (has_progress (r, "submit start 0"));
+  fail_unless (has_progress (r, "submit complete 100"));
+  fail_unless (has_progress (r, "generate start 0"));
+  fail_unless (progress_index (r, "generate continue") >= 0);
+  fail_unless (has_progress (r, "generate complete 100"));
+  fail_unless (has_progress (r, "download complete 100"));
+  fail_unless (progress_index (r, "submit complete") <
+      progress_index (r, "generate start"));
+  fail_unless (progress_index (r, "generate complete") <
+      progress_index (r, "download complete"));
+}
+
+GST_END_TEST;
+
+static GstBusSyncReply
+record_progress (GstBus * bus, GstMessage * msg, gpointer data)
+{
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_PROGRESS) {
+    GstProgressType type;
+    g_autofree gchar *code = NULL, *text = NULL;
+
+    gst_message_parse_progress (msg, &type, &code, &text);
+    if (type == GST_PROGRESS_TYPE_CANCELED)
+      g_atomic_int_set ((gint *) data, 1);
+  }
+  return GST_BUS_PASS;
+}
+
+/* Going to NULL while waiting for the job cancels the operation */
+GST_START_TEST (test_progress_canceled)
+{
+  g_autofree gchar *src = src_desc ("prompt=x");
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gint canceled = 0;
+  gint i;
+
+  fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 60000}"));
+  gst_bus_set_sync_handler (bus, record_progress, &canceled, NULL);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  for (i = 0; i < 100 && sim_stat (sim, "status_requests") < 1; i++)
+    g_usleep (20 * 1000);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  fail_unless (g_atomic_int_get (&canceled));
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_tags)
+{
+  g_autoptr (Run) r = run_src ("prompt=\"a tagged fox\"", "fakesink");
+  g_autofree gchar *title = NULL, *comment = NULL, *sink_title = NULL;
+  const gchar *task_id;
+
+  assert_ok (r);
+  task_id = gst_structure_get_string (last_task (r), "task-id");
+  /* a tag message on the bus */
+  fail_unless (r->src_tags != NULL);
+  fail_unless (gst_tag_list_get_string (r->src_tags, GST_TAG_TITLE, &title));
+  fail_unless_equals_string (title, "a tagged fox");
+  fail_unless (gst_tag_list_get_string (r->src_tags, GST_TAG_COMMENT,
+          &comment));
+  fail_unless (strstr (comment, task_id) != NULL, "%s", comment);
+  /* and a tag event downstream */
+  fail_unless (r->sink_tags != NULL);
+  fail_unless (gst_tag_list_get_string (r->sink_tags, GST_TAG_TITLE,
+          &sink_title));
+  fail_unless_equals_string (sink_title, "a tagged fox");
+}
+
+GST_END_TEST;
+
+/* Reattached, the title comes from the API's echo of the request */
+GST_START_TEST (test_tags_when_reattached)
+{
+  g_autofree gchar *id = sim_create_task (sim, "{\"api\": \"v1\", "
+      "\"mode\": \"fun\", \"prompt\": \"an echoed prompt\", "
+      "\"ratio\": \"1:1\"}");
+  g_autofree gchar *props = g_strdup_printf ("task-id=%s", id);
+  g_autoptr (Run) r = run_src (props, "fakesink");
+  g_autofree gchar *title = NULL;
+
+  assert_ok (r);
+  fail_unless (gst_tag_list_get_string (r->src_tags, GST_TAG_TITLE, &title));
+  fail_unless_equals_string (title, "an echoed prompt");
+}
+
+GST_END_TEST;
+
 static Suite *
 grokimaginesrc_suite (void)
 {
@@ -720,6 +925,12 @@ grokimaginesrc_suite (void)
   tcase_add_test (tc, test_stop_during_poll);
   tcase_add_test (tc, test_stop_between_polls);
   tcase_add_test (tc, test_paused_is_async);
+  tcase_add_test (tc, test_uri_handler);
+  tcase_add_test (tc, test_playbin_uri);
+  tcase_add_test (tc, test_progress_messages);
+  tcase_add_test (tc, test_progress_canceled);
+  tcase_add_test (tc, test_tags);
+  tcase_add_test (tc, test_tags_when_reattached);
   return s;
 }
 
