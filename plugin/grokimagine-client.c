@@ -260,6 +260,12 @@ grok_imagine_client_get_host (GrokImagineClient * client)
   return client->host;
 }
 
+const gchar *
+grok_imagine_client_get_base_url (GrokImagineClient * client)
+{
+  return client->base_url;
+}
+
 /* Seconds from a header holding either a delay or a unix time */
 static gint64
 header_seconds (SoupMessageHeaders * hdrs, const gchar * name)

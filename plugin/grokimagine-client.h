@@ -47,6 +47,7 @@ void grok_imagine_client_free (GrokImagineClient * client);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineClient, grok_imagine_client_free);
 
 const gchar *grok_imagine_client_get_host (GrokImagineClient * client);
+const gchar *grok_imagine_client_get_base_url (GrokImagineClient * client);
 
 /* The paid POST: retried only when the server certainly did not take it
  * (HTTP 429, or no connection). @deadline is monotonic time in µs. */

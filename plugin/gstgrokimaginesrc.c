@@ -56,14 +56,20 @@
 #include "grokimagine-api.h"
 #include "grokimagine-client.h"
 #include "grokimagine-fetch.h"
+#include "grokimagine-journal.h"
 
 #include <gst/base/gsttypefindhelper.h>
+#include <glib/gstdio.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_grok_imagine_src_debug);
 #define GST_CAT_DEFAULT gst_grok_imagine_src_debug
 
 #define KEY_ENV "GROK_IMAGINE_API_KEY"
+#define CACHE_ENV "GROK_IMAGINE_CACHE_DIR"
 
 enum
 {
@@ -88,6 +94,8 @@ enum
   PROP_SSL_STRICT,
   PROP_SSL_CA_FILE,
   PROP_TLS_DATABASE,
+  PROP_CACHE_DIR,
+  PROP_REFRESH,
   N_PROPS
 };
 
@@ -104,6 +112,7 @@ enum
 #define DEFAULT_RETRIES 5
 #define DEFAULT_REQUEST_TIMEOUT 30
 #define DEFAULT_SSL_STRICT TRUE
+#define DEFAULT_REFRESH FALSE
 #define DEFAULT_BLOCKSIZE (64 * 1024)
 
 static GParamSpec *properties[N_PROPS];
@@ -124,6 +133,8 @@ typedef struct
   gboolean ssl_strict;
   gchar *ssl_ca_file;
   GTlsDatabase *tls_database;
+  gchar *cache_dir;
+  gboolean refresh;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -149,6 +160,12 @@ struct _GstGrokImagineSrc
   const gchar *progress;        /* the operation under way, for CANCELED */
   gint download_percent;
   GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
+  GrokImagineJournal *journal;  /* with a cache-dir */
+  gboolean journal_checked;
+  gint cache_fd;                /* the stored result being served, or -1 */
+  guint64 cache_size;
+  gchar **result_urls;          /* of the completed task */
+  gboolean store_done;          /* stored, or given up storing */
   guint64 announced_size;
   GstCaps *caps;
 };
@@ -218,6 +235,7 @@ settings_clear (Settings * s)
   g_clear_pointer (&s->task_id, g_free);
   g_clear_pointer (&s->ssl_ca_file, g_free);
   g_clear_object (&s->tls_database);
+  g_clear_pointer (&s->cache_dir, g_free);
 }
 
 static void
@@ -235,6 +253,7 @@ settings_copy (Settings * dst, const Settings * src)
   dst->api_key = g_strdup (src->api_key);
   dst->task_id = g_strdup (src->task_id);
   dst->ssl_ca_file = g_strdup (src->ssl_ca_file);
+  dst->cache_dir = g_strdup (src->cache_dir);
   if (src->tls_database)
     dst->tls_database = g_object_ref (src->tls_database);
 }
@@ -394,6 +413,11 @@ post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
     if (st->error_message)
       gst_structure_set (s, "error-message", G_TYPE_STRING,
           st->error_message, NULL);
+    /* grok5imagine refunds a failed job and then reports 0 credits */
+    if (st->state == GROK_IMAGINE_STATE_FAILED
+        && self->run.req.api == GROK_IMAGINE_API_GROK5
+        && st->consumed_credits == 0)
+      gst_structure_set (s, "refunded", G_TYPE_BOOLEAN, TRUE, NULL);
     if (st->state == GROK_IMAGINE_STATE_COMPLETED) {
       GValue urls = G_VALUE_INIT;
       gchar **u;
@@ -559,6 +583,8 @@ job_completed (GstGrokImagineSrc * self, const GrokImagineStatus * st)
   }
 
   url = st->result_urls[self->run.result_index];
+  g_strfreev (self->result_urls);
+  self->result_urls = g_strdupv (st->result_urls);
   post_tags (self, st);
   GST_INFO_OBJECT (self, "task %s completed, streaming result %u: %s",
       self->run.task_id, self->run.result_index, url);
@@ -581,6 +607,165 @@ post_timeout (GstGrokImagineSrc * self, const gchar * last_status,
 }
 
 static GstFlowReturn poll_until_done (GstGrokImagineSrc * self);
+static void announce_size (GstGrokImagineSrc * self, guint64 size);
+static void update_size (GstGrokImagineSrc * self);
+static void report_download (GstGrokImagineSrc * self);
+
+/* --- the journal (cache-dir) ------------------------------------------------ */
+
+/* Serves the stored result when it is whole */
+static gboolean
+open_stored_result (GstGrokImagineSrc * self, guint64 size)
+{
+  const gchar *path = grok_imagine_journal_get_result_path (self->journal);
+  int fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  GStatBuf st;
+
+  if (fd < 0)
+    return FALSE;
+  if (fstat (fd, &st) != 0 || (guint64) st.st_size != size) {
+    GST_WARNING_OBJECT (self, "stored result %s is not whole, ignoring it",
+        path);
+    close (fd);
+    return FALSE;
+  }
+  self->cache_fd = fd;
+  self->cache_size = size;
+  announce_size (self, size);
+  return TRUE;
+}
+
+static void
+post_cached (GstGrokImagineSrc * self, GrokImagineEntry * entry)
+{
+  GrokImagineStatus st = { GROK_IMAGINE_STATE_COMPLETED, (gchar *) "cached",
+    entry->task_id, NULL, -1, entry->result_urls, NULL, NULL
+  };
+  GstStructure *s = gst_structure_new ("grokimagine-task",
+      "task-id", G_TYPE_STRING, entry->task_id,
+      "status", G_TYPE_STRING, "completed",
+      "api", G_TYPE_STRING, grok_imagine_api_get_nick (self->run.req.api),
+      "cached", G_TYPE_BOOLEAN, TRUE, NULL);
+
+  GST_INFO_OBJECT (self, "serving task %s from %s", entry->task_id,
+      grok_imagine_journal_get_result_path (self->journal));
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+  post_tags (self, &st);
+}
+
+/* Under the journal's lock: serve the stored result, reattach to the task
+ * this request already has, or submit it and record the task before anyone
+ * else may look. Two processes with the same request share one POST. */
+static GstFlowReturn
+consult_journal (GstGrokImagineSrc * self)
+{
+  g_autoptr (GCancellable) cancellable = get_cancellable (self);
+  g_autoptr (GrokImagineEntry) entry = NULL;
+  g_autoptr (GError) err = NULL;
+  GstFlowReturn ret = GST_FLOW_OK;
+  const gchar *path = grok_imagine_journal_get_entry_path (self->journal);
+
+  if (!grok_imagine_journal_lock (self->journal, self->deadline, cancellable,
+          &err)) {
+    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      return GST_FLOW_FLUSHING;
+    GST_ELEMENT_ERROR (self, RESOURCE, BUSY, ("%s", err->message), (NULL));
+    return GST_FLOW_ERROR;
+  }
+
+  entry = grok_imagine_journal_read (self->journal, &err);
+  if (err)
+    GST_ELEMENT_WARNING (self, RESOURCE, READ, ("Ignoring the damaged "
+            "journal entry %s (%s): submitting the job anew.", path,
+            err->message), (NULL));
+  g_clear_error (&err);
+
+  if (entry && !self->run.refresh) {
+    if (entry->completed && open_stored_result (self, entry->size)) {
+      post_cached (self, entry);
+      goto done;
+    }
+    GST_INFO_OBJECT (self, "journal %s: reattaching to task %s", path,
+        entry->task_id);
+    g_free (self->run.task_id);
+    self->run.task_id = g_strdup (entry->task_id);
+  } else if (self->run.task_id == NULL || self->run.refresh) {
+    g_clear_pointer (&self->run.task_id, g_free);
+    ret = submit (self);
+    if (ret == GST_FLOW_OK) {
+      GrokImagineEntry submitted = { self->run.task_id, NULL, FALSE, 0 };
+
+      if (!grok_imagine_journal_write (self->journal, &submitted, &err))
+        GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot record task %s "
+                "in the journal: %s", self->run.task_id, err->message),
+            (NULL));
+    }
+  }
+
+done:
+  grok_imagine_journal_unlock (self->journal);
+  if (ret == GST_FLOW_OK)
+    self->journal_checked = TRUE;
+  return ret;
+}
+
+/* Downloads the whole result into the journal, then serves it from there */
+static GstFlowReturn
+store_result (GstGrokImagineSrc * self)
+{
+  g_autoptr (GCancellable) cancellable = get_cancellable (self);
+  g_autoptr (GFileOutputStream) out = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *tmp = NULL, *doing = NULL;
+  g_autofree guint8 *chunk = g_malloc (DEFAULT_BLOCKSIZE);
+  GrokImagineEntry entry = { self->run.task_id, self->result_urls, FALSE, 0 };
+  guint http_status = 0;
+  gssize n;
+
+  out = grok_imagine_journal_create_result (self->journal, &tmp, &err);
+  if (out == NULL) {
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot store the result "
+            "in the cache folder, streaming it instead: %s", err->message),
+        (NULL));
+    self->store_done = TRUE;
+    return GST_FLOW_OK;
+  }
+
+  doing = g_strdup_printf ("downloading the result of task %s",
+      self->run.task_id);
+  if (!grok_imagine_fetch_open (self->fetch, 0, cancellable, &http_status,
+          &err))
+    goto failed;
+  update_size (self);
+  while ((n = grok_imagine_fetch_read (self->fetch, chunk, DEFAULT_BLOCKSIZE,
+              FALSE, cancellable, &err)) > 0) {
+    if (!g_output_stream_write_all (G_OUTPUT_STREAM (out), chunk, n, NULL,
+            cancellable, &err))
+      goto failed;
+    report_download (self);
+  }
+  if (n < 0 || !g_output_stream_close (G_OUTPUT_STREAM (out), cancellable,
+          &err))
+    goto failed;
+  grok_imagine_fetch_close (self->fetch);
+  self->store_done = TRUE;
+
+  if (!grok_imagine_journal_commit_result (self->journal, tmp, &entry, &err)) {
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot record the result "
+            "in the journal, streaming it instead: %s", err->message), (NULL));
+    return GST_FLOW_OK;
+  }
+  if (!open_stored_result (self, entry.size))
+    GST_WARNING_OBJECT (self, "cannot open the stored result, streaming it");
+  return GST_FLOW_OK;
+
+failed:
+  g_output_stream_close (G_OUTPUT_STREAM (out), NULL, NULL);
+  g_unlink (tmp);
+  grok_imagine_fetch_close (self->fetch);
+  return post_error (self, err, http_status, self->run.task_id, doing);
+}
 
 /* Submits (unless reattaching) and polls until the job ends. Runs in the
  * streaming thread; every wait and request ends at unlock(). */
@@ -593,6 +778,11 @@ run_job (GstGrokImagineSrc * self)
   if (self->deadline == 0)
     self->deadline = g_get_monotonic_time () +
         self->run.timeout * G_TIME_SPAN_SECOND;
+  if (self->journal && !self->journal_checked) {
+    ret = consult_journal (self);
+    if (ret != GST_FLOW_OK || self->cache_fd >= 0)
+      return ret;
+  }
   if (self->run.task_id == NULL && (ret = submit (self)) != GST_FLOW_OK)
     return ret;
 
@@ -711,10 +901,13 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
   g_autoptr (GError) err = NULL;
   g_autofree gchar *json = NULL;
+  const gchar *cache_dir;
+  gboolean reattach;
 
   GST_OBJECT_LOCK (self);
   settings_copy (&self->run, &self->settings);
   GST_OBJECT_UNLOCK (self);
+  reattach = self->run.task_id != NULL;
 
   if (self->run.api_key == NULL && g_getenv (KEY_ENV) && *g_getenv (KEY_ENV))
     self->run.api_key = g_strdup (g_getenv (KEY_ENV));
@@ -731,7 +924,8 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
         grok_imagine_api_get_nick (self->run.req.api),
         self->run.base_url ? self->run.base_url : "", json);
     GST_OBJECT_LOCK (self);
-    if (g_strcmp0 (self->fingerprint, self->submitted_fingerprint) == 0)
+    if (!self->run.refresh
+        && g_strcmp0 (self->fingerprint, self->submitted_fingerprint) == 0)
       self->run.task_id = g_strdup (self->submitted_task_id);
     GST_OBJECT_UNLOCK (self);
   }
@@ -751,6 +945,22 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
     return FALSE;
   }
+
+  /* The journal keys a request by what is sent and where, never the key */
+  cache_dir = self->run.cache_dir ? self->run.cache_dir : g_getenv (CACHE_ENV);
+  if (!reattach && cache_dir && *cache_dir) {
+    g_autofree gchar *key = grok_imagine_journal_key
+        (grok_imagine_api_get_nick (self->run.req.api),
+        grok_imagine_client_get_base_url (self->client), json,
+        self->run.result_index);
+
+    self->journal = grok_imagine_journal_open (cache_dir, key, &err);
+    if (self->journal == NULL) {
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message),
+          (NULL));
+      return FALSE;
+    }
+  }
   GST_DEBUG_OBJECT (self, "started, api %s at %s, task %s",
       grok_imagine_api_get_nick (self->run.req.api),
       grok_imagine_client_get_host (self->client),
@@ -769,6 +979,13 @@ gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
         "Stopped");
   self->download_percent = -1;
   g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
+  g_clear_pointer (&self->journal, grok_imagine_journal_free);
+  g_clear_pointer (&self->result_urls, g_strfreev);
+  if (self->cache_fd >= 0)
+    close (self->cache_fd);
+  self->cache_fd = -1;
+  self->journal_checked = FALSE;
+  self->store_done = FALSE;
   g_clear_pointer (&self->client, grok_imagine_client_free);
   if (self->http.session)
     soup_session_abort (self->http.session);
@@ -787,6 +1004,10 @@ gst_grok_imagine_src_get_size (GstBaseSrc * bsrc, guint64 * size)
 {
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
 
+  if (self->cache_fd >= 0) {
+    *size = self->cache_size;
+    return TRUE;
+  }
   return self->fetch && grok_imagine_fetch_get_size (self->fetch, size);
 }
 
@@ -825,13 +1046,11 @@ gst_grok_imagine_src_event (GstBaseSrc * bsrc, GstEvent * event)
 }
 
 static void
-update_size (GstGrokImagineSrc * self)
+announce_size (GstGrokImagineSrc * self, guint64 size)
 {
   GstBaseSrc *bsrc = GST_BASE_SRC (self);
-  guint64 size;
 
-  if (!grok_imagine_fetch_get_size (self->fetch, &size)
-      || size == self->announced_size)
+  if (size == self->announced_size)
     return;
   self->announced_size = size;
   GST_DEBUG_OBJECT (self, "result size %" G_GUINT64_FORMAT, size);
@@ -840,6 +1059,15 @@ update_size (GstGrokImagineSrc * self)
   GST_OBJECT_UNLOCK (self);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_duration_changed (GST_OBJECT (self)));
+}
+
+static void
+update_size (GstGrokImagineSrc * self)
+{
+  guint64 size;
+
+  if (grok_imagine_fetch_get_size (self->fetch, &size))
+    announce_size (self, size);
 }
 
 static void
@@ -855,7 +1083,8 @@ set_caps_from_data (GstGrokImagineSrc * self, GstBuffer * buf)
 
   caps = GST_BUFFER_OFFSET (buf) == 0 ?
       gst_type_find_helper_for_buffer (GST_OBJECT (self), buf, NULL) : NULL;
-  content_type = grok_imagine_fetch_get_content_type (self->fetch);
+  content_type = self->fetch ?
+      grok_imagine_fetch_get_content_type (self->fetch) : NULL;
   if (caps == NULL && content_type) {
     if (g_str_equal (content_type, "video/mp4"))
       caps = gst_caps_new_empty_simple ("video/quicktime");
@@ -901,56 +1130,60 @@ report_download (GstGrokImagineSrc * self)
       "Downloading the result of task %s: %d%%", self->run.task_id, percent);
 }
 
+/* The stored result (cache-dir) */
 static GstFlowReturn
-gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
-    GstBuffer ** outbuf)
+read_stored (GstGrokImagineSrc * self, guint64 offset, guint8 * data,
+    guint length, gssize * n)
 {
-  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
-  g_autoptr (GCancellable) cancellable = NULL;
-  g_autoptr (GError) err = NULL;
-  g_autofree gchar *doing = NULL;
-  GstBuffer *buf;
-  GstMapInfo map;
-  guint64 size;
-  gssize n;
+  gsize got = 0;
 
-  if (self->fetch == NULL) {
-    GstFlowReturn ret = run_job (self);
+  while (got < length) {
+    gssize r = pread (self->cache_fd, data + got, length - got, offset + got);
 
-    if (ret != GST_FLOW_OK)
-      return ret;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int e = errno;
+
+      GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Cannot read the stored "
+              "result %s: %s", grok_imagine_journal_get_result_path
+              (self->journal), g_strerror (e)), (NULL));
+      return GST_FLOW_ERROR;
+    }
+    if (r == 0)
+      break;
+    got += r;
   }
+  *n = got;
+  return GST_FLOW_OK;
+}
 
-  if (grok_imagine_fetch_get_size (self->fetch, &size) && offset >= size)
-    return GST_FLOW_EOS;
+/* The result URL, with a Range request when @offset is not where the open
+ * request stands */
+static GstFlowReturn
+read_remote (GstGrokImagineSrc * self, guint64 offset, guint8 * data,
+    guint length, gboolean fill, gssize * n)
+{
+  g_autoptr (GCancellable) cancellable = get_cancellable (self);
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *doing = g_strdup_printf ("downloading the result of "
+      "task %s", self->run.task_id);
 
-  cancellable = get_cancellable (self);
-  doing = g_strdup_printf ("downloading the result of task %s",
-      self->run.task_id);
   if (!grok_imagine_fetch_is_open (self->fetch)
       || grok_imagine_fetch_get_position (self->fetch) != offset) {
     guint http_status = 0;
 
     GST_DEBUG_OBJECT (self, "requesting the result from byte %"
         G_GUINT64_FORMAT, offset);
-
     if (!grok_imagine_fetch_open (self->fetch, offset, cancellable,
             &http_status, &err))
       return post_error (self, err, http_status, self->run.task_id, doing);
     update_size (self);
   }
 
-  buf = gst_buffer_new_allocate (NULL, length, NULL);
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  /* Pulling demuxers want every byte they ask for; pushing, we hand on
-   * what has arrived */
-  n = grok_imagine_fetch_read (self->fetch, map.data, length,
-      GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, cancellable, &err);
-  gst_buffer_unmap (buf, &map);
-  if (n <= 0) {
-    gst_buffer_unref (buf);
-    if (n == 0)
-      return GST_FLOW_EOS;
+  *n = grok_imagine_fetch_read (self->fetch, data, length, fill, cancellable,
+      &err);
+  if (*n < 0) {
     grok_imagine_fetch_close (self->fetch);
     if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
       post_progress (self, GST_PROGRESS_TYPE_ERROR, "download", -1,
@@ -958,6 +1191,45 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
     return post_error (self, err, 0, self->run.task_id, doing);
   }
   report_download (self);
+  return GST_FLOW_OK;
+}
+
+static GstFlowReturn
+gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
+    GstBuffer ** outbuf)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+  GstFlowReturn ret = GST_FLOW_OK;
+  GstBuffer *buf;
+  GstMapInfo map;
+  guint64 size;
+  gssize n = 0;
+
+  if (self->cache_fd < 0) {
+    if (self->fetch == NULL && (ret = run_job (self)) != GST_FLOW_OK)
+      return ret;
+    if (self->cache_fd < 0 && self->journal && !self->store_done
+        && (ret = store_result (self)) != GST_FLOW_OK)
+      return ret;
+  }
+
+  if (gst_grok_imagine_src_get_size (bsrc, &size) && offset >= size)
+    return GST_FLOW_EOS;
+
+  buf = gst_buffer_new_allocate (NULL, length, NULL);
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  if (self->cache_fd >= 0)
+    ret = read_stored (self, offset, map.data, length, &n);
+  else
+    /* Pulling demuxers want every byte they ask for; pushing, we hand on
+     * what has arrived */
+    ret = read_remote (self, offset, map.data, length,
+        GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, &n);
+  gst_buffer_unmap (buf, &map);
+  if (ret != GST_FLOW_OK || n == 0) {
+    gst_buffer_unref (buf);
+    return ret != GST_FLOW_OK ? ret : GST_FLOW_EOS;
+  }
 
   gst_buffer_set_size (buf, n);
   GST_BUFFER_OFFSET (buf) = offset;
@@ -1220,6 +1492,13 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
       g_clear_object (&s->tls_database);
       s->tls_database = g_value_dup_object (value);
       break;
+    case PROP_CACHE_DIR:
+      g_free (s->cache_dir);
+      s->cache_dir = dup_nonempty (value);
+      break;
+    case PROP_REFRESH:
+      s->refresh = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1303,6 +1582,12 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_TLS_DATABASE:
       g_value_set_object (value, s->tls_database);
       break;
+    case PROP_CACHE_DIR:
+      g_value_set_string (value, s->cache_dir);
+      break;
+    case PROP_REFRESH:
+      g_value_set_boolean (value, s->refresh);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1342,6 +1627,7 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->ssl_strict = DEFAULT_SSL_STRICT;
 
   self->download_percent = -1;
+  self->cache_fd = -1;
   g_mutex_init (&self->cancel_lock);
   self->cancellable = g_cancellable_new ();
 
@@ -1427,6 +1713,14 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
   properties[PROP_TLS_DATABASE] = g_param_spec_object ("tls-database",
       "TLS database", "TLS database with the anchor certificates to trust "
       "instead of the system's", G_TYPE_TLS_DATABASE, rw);
+  properties[PROP_CACHE_DIR] = g_param_spec_string ("cache-dir",
+      "Cache folder", "Folder of the job journal: a re-run of the same "
+      "request reattaches to its task or serves its stored result, and "
+      "processes share one job (when unset, the " CACHE_ENV " environment "
+      "variable; unset: no journal)", NULL, rw);
+  properties[PROP_REFRESH] = g_param_spec_boolean ("refresh", "Refresh",
+      "Generate anew (a new, paid job) even when this request already has a "
+      "task or a stored result", DEFAULT_REFRESH, rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
