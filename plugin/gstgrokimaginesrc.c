@@ -35,6 +35,9 @@
  * gst-launch-1.0 grokimaginesrc prompt="a lighthouse at dusk" ! decodebin ! videoconvert ! autovideosink
  * ]| Generates a video and plays it.
  * |[
+ * gst-launch-1.0 grokimaginesrc api=grok5imagine model=text-to-video prompt="a dragon over a neon city" ! qtdemux ! h264parse ! mp4mux ! filesink location=dragon.mp4
+ * ]| Generates a video with the grok5imagine API.
+ * |[
  * gst-launch-1.0 grokimaginesrc api=grok5imagine model=text-to-image prompt="a dragon over a neon city" ! pngdec ! imagefreeze num-buffers=50 ! videoconvert ! autovideosink
  * ]| Generates a picture with the grok5imagine API.
  * |[
@@ -46,6 +49,14 @@
  * |[
  * gst-launch-1.0 grokimaginesrc task-id=task_123456789 ! filesink location=again.mp4
  * ]| Reattaches to a task that was already submitted: no new job is paid for.
+ * |[
+ * gst-launch-1.0 grokimaginesrc prompt="a red fox" cache-dir=$HOME/.cache/grokimagine ! filesink location=fox.mp4
+ * ]| Keeps a job journal: running it again reattaches to the task, or serves
+ * the stored result without any request.
+ * |[
+ * gst-play-1.0 'grokimagine://?prompt=a%20quiet%20lake&ratio=16:9&api=grok5imagine&model=text-to-video'
+ * ]| Plays a prompt through the URI handler (the key comes from the
+ * environment, never from the URI).
  */
 
 #ifdef HAVE_CONFIG_H
@@ -113,7 +124,7 @@ enum
 #define DEFAULT_REQUEST_TIMEOUT 30
 #define DEFAULT_SSL_STRICT TRUE
 #define DEFAULT_REFRESH FALSE
-#define DEFAULT_BLOCKSIZE (64 * 1024)
+#define DEFAULT_BLOCKSIZE (256 * 1024)
 
 static GParamSpec *properties[N_PROPS];
 
@@ -159,6 +170,7 @@ struct _GstGrokImagineSrc
   gchar *last_raw_status;
   const gchar *progress;        /* the operation under way, for CANCELED */
   gint download_percent;
+  guint64 bytes_read;           /* from the result host, for progress */
   GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
   GrokImagineJournal *journal;  /* with a cache-dir */
   gboolean journal_checked;
@@ -609,7 +621,7 @@ post_timeout (GstGrokImagineSrc * self, const gchar * last_status,
 static GstFlowReturn poll_until_done (GstGrokImagineSrc * self);
 static void announce_size (GstGrokImagineSrc * self, guint64 size);
 static void update_size (GstGrokImagineSrc * self);
-static void report_download (GstGrokImagineSrc * self);
+static void report_download (GstGrokImagineSrc * self, gsize n);
 
 /* --- the journal (cache-dir) ------------------------------------------------ */
 
@@ -743,7 +755,7 @@ store_result (GstGrokImagineSrc * self)
     if (!g_output_stream_write_all (G_OUTPUT_STREAM (out), chunk, n, NULL,
             cancellable, &err))
       goto failed;
-    report_download (self);
+    report_download (self, n);
   }
   if (n < 0 || !g_output_stream_close (G_OUTPUT_STREAM (out), cancellable,
           &err))
@@ -895,6 +907,8 @@ setup_http (GstGrokImagineSrc * self)
 
 /* --- GstBaseSrc ----------------------------------------------------------- */
 
+static gboolean gst_grok_imagine_src_stop (GstBaseSrc * bsrc);
+
 static gboolean
 gst_grok_imagine_src_start (GstBaseSrc * bsrc)
 {
@@ -916,7 +930,7 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
     if (!grok_imagine_request_validate (&self->run.req, &err)) {
       GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message),
           (NULL));
-      return FALSE;
+      goto failed;
     }
     /* The same request again, after a stop: reuse the task already paid for */
     json = grok_imagine_request_to_json (&self->run.req);
@@ -934,16 +948,16 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
     GST_ELEMENT_ERROR (self, RESOURCE, NOT_AUTHORIZED,
         ("No API key: set the api-key property or the " KEY_ENV
             " environment variable."), (NULL));
-    return FALSE;
+    goto failed;
   }
 
   if (!setup_http (self))
-    return FALSE;
+    goto failed;
   self->client = grok_imagine_client_new (&self->http, self->run.req.api,
       self->run.base_url, self->run.api_key, &err);
   if (self->client == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
-    return FALSE;
+    goto failed;
   }
 
   /* The journal keys a request by what is sent and where, never the key */
@@ -958,7 +972,7 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
     if (self->journal == NULL) {
       GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message),
           (NULL));
-      return FALSE;
+      goto failed;
     }
   }
   GST_DEBUG_OBJECT (self, "started, api %s at %s, task %s",
@@ -966,6 +980,11 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
       grok_imagine_client_get_host (self->client),
       GST_STR_NULL (self->run.task_id));
   return TRUE;
+
+failed:
+  /* GstBaseSrc does not call stop() after a failed start() */
+  gst_grok_imagine_src_stop (bsrc);
+  return FALSE;
 }
 
 static gboolean
@@ -978,6 +997,7 @@ gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
     post_progress (self, GST_PROGRESS_TYPE_CANCELED, self->progress, -1,
         "Stopped");
   self->download_percent = -1;
+  self->bytes_read = 0;
   g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
   g_clear_pointer (&self->journal, grok_imagine_journal_free);
   g_clear_pointer (&self->result_urls, g_strfreev);
@@ -1100,19 +1120,21 @@ set_caps_from_data (GstGrokImagineSrc * self, GstBuffer * buf)
   gst_base_src_set_caps (bsrc, caps);
 }
 
-/* Percentages of the bytes read so far, each once. An operation in
+/* Percentages of the bytes read so far (not the position: a demuxer may
+ * read the index at the end first), each once. An operation in
  * progress holds applications such as gst-launch in PAUSED, and the
  * download only ends once data flows: so it is announced from PLAYING on */
 static void
-report_download (GstGrokImagineSrc * self)
+report_download (GstGrokImagineSrc * self, gsize n)
 {
-  guint64 size, pos = grok_imagine_fetch_get_position (self->fetch);
   gboolean playing;
+  guint64 size;
   gint percent;
 
+  self->bytes_read += n;
   if (!grok_imagine_fetch_get_size (self->fetch, &size) || size == 0)
     return;
-  percent = MIN (pos * 100 / size, 100);
+  percent = MIN (self->bytes_read * 100 / size, 100);
   if (percent <= self->download_percent)
     return;
   GST_OBJECT_LOCK (self);
@@ -1190,7 +1212,7 @@ read_remote (GstGrokImagineSrc * self, guint64 offset, guint8 * data,
           "Downloading failed");
     return post_error (self, err, 0, self->run.task_id, doing);
   }
-  report_download (self);
+  report_download (self, *n);
   return GST_FLOW_OK;
 }
 

@@ -60,7 +60,7 @@ GST_START_TEST (test_v1_remux_keeps_ratio)
       "filesink location=%s", path);
   g_autoptr (Run) r = run_src ("prompt=\"a lighthouse at dusk\" ratio=16:9",
       tail);
-  g_autoptr (GstElement) check = NULL;
+  g_autoptr (GstElement) check = NULL, out = NULL;
   g_autoptr (GstSample) sample = NULL;
   g_autofree gchar *desc = NULL;
   GstStructure *s;
@@ -71,8 +71,8 @@ GST_START_TEST (test_v1_remux_keeps_ratio)
       "avdec_h264 ! appsink name=out sync=false", path);
   check = gst_parse_launch (desc, NULL);
   gst_element_set_state (check, GST_STATE_PLAYING);
-  g_signal_emit_by_name (gst_bin_get_by_name (GST_BIN (check), "out"),
-      "try-pull-preroll", 10 * GST_SECOND, &sample);
+  out = gst_bin_get_by_name (GST_BIN (check), "out");
+  g_signal_emit_by_name (out, "try-pull-preroll", 10 * GST_SECOND, &sample);
   fail_unless (sample != NULL, "the saved file does not decode");
   s = gst_caps_get_structure (gst_sample_get_caps (sample), 0);
   fail_unless (gst_structure_get_int (s, "width", &w));
