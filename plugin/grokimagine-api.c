@@ -129,9 +129,22 @@ grok_imagine_request_validate (const GrokImagineRequest * req, GError ** error)
 {
   gboolean needs_prompt = TRUE;
   guint i;
+  const gchar *texts[] = { req->prompt, req->mode, req->ratio,
+    req->input_task_id, req->callback_url
+  };
+  const gchar *names[] = { "prompt", "mode", "ratio", "input-task-id",
+    "callback-url"
+  };
 
-  if (req->prompt && !g_utf8_validate (req->prompt, -1, NULL))
-    return settings_error (error, "The prompt is not valid UTF-8 text.");
+  for (i = 0; i < G_N_ELEMENTS (texts); i++) {
+    if (texts[i] && !g_utf8_validate (texts[i], -1, NULL))
+      return settings_error (error, "The %s is not valid UTF-8 text.",
+          names[i]);
+  }
+  for (i = 0; req->images && req->images[i]; i++) {
+    if (!g_utf8_validate (req->images[i], -1, NULL))
+      return settings_error (error, "Image %u is not valid UTF-8 text.", i);
+  }
 
   for (i = 0; req->images && req->images[i]; i++) {
     if (!is_web_url (req->images[i]))
@@ -246,6 +259,37 @@ grok_imagine_request_to_json (const GrokImagineRequest * req)
   (g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL, \
       __VA_ARGS__), NULL)
 
+/* json-glib parses recursively: a deeply nested answer would exhaust the
+ * stack. Answers of both APIs nest a few levels; refuse more than this. */
+#define MAX_JSON_DEPTH 64
+
+static gboolean
+nested_too_deep (const gchar * body, gsize len)
+{
+  gboolean in_string = FALSE;
+  guint depth = 0;
+  gsize i;
+
+  for (i = 0; i < len; i++) {
+    gchar c = body[i];
+
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = FALSE;
+    } else if (c == '"') {
+      in_string = TRUE;
+    } else if (c == '{' || c == '[') {
+      if (++depth > MAX_JSON_DEPTH)
+        return TRUE;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      depth--;
+    }
+  }
+  return FALSE;
+}
+
 /* Parses the envelope and returns its "data" object (owned by @parser). */
 static JsonObject *
 parse_envelope (JsonParser * parser, const gchar * body, gsize len,
@@ -260,6 +304,9 @@ parse_envelope (JsonParser * parser, const gchar * body, gsize len,
   if (len > GROK_IMAGINE_MAX_BODY_SIZE)
     return protocol_error (error, "the answer is larger than %d bytes",
         GROK_IMAGINE_MAX_BODY_SIZE);
+  if (nested_too_deep (body, len))
+    return protocol_error (error, "the answer nests deeper than %d levels",
+        MAX_JSON_DEPTH);
   if (!json_parser_load_from_data (parser, body, len, &err))
     return protocol_error (error, "the answer is not valid JSON (%s)",
         err->message);
@@ -307,6 +354,11 @@ get_optional_string (JsonObject * obj, const gchar * name,
         "\"%s\" in the answer is not a string", name);
     return FALSE;
   }
+  if (!g_utf8_validate (json_node_get_string (node), -1, NULL)) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "\"%s\" in the answer is not valid UTF-8", name);
+    return FALSE;
+  }
   *out = json_node_get_string (node);
   return TRUE;
 }
@@ -348,6 +400,8 @@ parse_url_array (JsonNode * node, GError ** error)
     if (!JSON_NODE_HOLDS_VALUE (el)
         || json_node_get_value_type (el) != G_TYPE_STRING)
       return protocol_error (error, "result %u is not a string", i);
+    if (!g_utf8_validate (json_node_get_string (el), -1, NULL))
+      return protocol_error (error, "result %u is not valid UTF-8", i);
     g_ptr_array_add (urls, g_strdup (json_node_get_string (el)));
   }
   g_ptr_array_add (urls, NULL);
@@ -408,7 +462,8 @@ grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
 
     if (t == G_TYPE_INT64)
       st->consumed_credits = json_node_get_int (credits);
-    else if (t == G_TYPE_DOUBLE)
+    else if (t == G_TYPE_DOUBLE && json_node_get_double (credits) >= 0
+        && json_node_get_double (credits) < 1e15)
       st->consumed_credits = (gint64) json_node_get_double (credits);
   }
 
@@ -447,6 +502,7 @@ grok_imagine_parse_error_body (const gchar * body, gsize len)
   const gchar *message = NULL, *code = NULL;
 
   if (body == NULL || len == 0 || len > GROK_IMAGINE_MAX_BODY_SIZE ||
+      nested_too_deep (body, len) ||
       !json_parser_load_from_data (parser, body, len, NULL))
     return NULL;
   root = json_parser_get_root (parser);

@@ -171,6 +171,8 @@ struct _GstGrokImagineSrc
   const gchar *progress;        /* the operation under way, for CANCELED */
   gint download_percent;
   guint64 bytes_read;           /* from the result host, for progress */
+  GstTagList *pending_tags;     /* for downstream, once a segment went out */
+  gboolean sent_buffer;
   GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
   GrokImagineJournal *journal;  /* with a cache-dir */
   gboolean journal_checked;
@@ -502,8 +504,27 @@ post_tags (GstGrokImagineSrc * self, const GrokImagineStatus * st)
   gst_tag_list_set_scope (tags, GST_TAG_SCOPE_GLOBAL);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_tag (GST_OBJECT (self), gst_tag_list_ref (tags)));
-  /* pushed after the segment by GstBaseSrc; in pull mode nothing flows */
-  gst_element_send_event (GST_ELEMENT (self), gst_event_new_tag (tags));
+  /* downstream too, from create() once the segment went out (never
+   * gst_element_send_event() here: it takes the state lock, which a state
+   * change holds while it waits for this thread) */
+  gst_clear_tag_list (&self->pending_tags);
+  self->pending_tags = tags;
+}
+
+/* A tag event must follow the segment, which GstBaseSrc sends with the
+ * first buffer; in pull mode no event flows */
+static void
+push_pending_tags (GstGrokImagineSrc * self)
+{
+  GstPad *pad = GST_BASE_SRC_PAD (self);
+
+  if (self->pending_tags == NULL || !self->sent_buffer)
+    return;
+  if (GST_PAD_MODE (pad) == GST_PAD_MODE_PUSH)
+    gst_pad_push_event (pad, gst_event_new_tag (self->pending_tags));
+  else
+    gst_tag_list_unref (self->pending_tags);
+  self->pending_tags = NULL;
 }
 
 /* --- the job -------------------------------------------------------------- */
@@ -998,6 +1019,8 @@ gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
         "Stopped");
   self->download_percent = -1;
   self->bytes_read = 0;
+  self->sent_buffer = FALSE;
+  gst_clear_tag_list (&self->pending_tags);
   g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
   g_clear_pointer (&self->journal, grok_imagine_journal_free);
   g_clear_pointer (&self->result_urls, g_strfreev);
@@ -1235,6 +1258,7 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
       return ret;
   }
 
+  push_pending_tags (self);
   if (gst_grok_imagine_src_get_size (bsrc, &size) && offset >= size)
     return GST_FLOW_EOS;
 
@@ -1257,6 +1281,7 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
   GST_BUFFER_OFFSET (buf) = offset;
   GST_BUFFER_OFFSET_END (buf) = offset + n;
   set_caps_from_data (self, buf);
+  self->sent_buffer = TRUE;
   *outbuf = buf;
   return GST_FLOW_OK;
 }

@@ -383,6 +383,65 @@ GST_START_TEST (test_submit_and_errors)
 
 GST_END_TEST;
 
+/* Answers that once broke parsers: deep nesting (json-glib recurses),
+ * numbers out of range, strings that are not UTF-8 */
+GST_START_TEST (test_hostile_answers)
+{
+  g_autoptr (GString) deep = g_string_new ("{\"code\":200,\"data\":");
+  g_autoptr (GrokImagineStatus) st = NULL;
+  g_autoptr (GError) err = NULL;
+  guint i;
+
+  for (i = 0; i < 200000; i++)
+    g_string_append_c (deep, '[');
+  fail_unless (grok_imagine_parse_status (GROK_IMAGINE_API_V1, deep->str,
+          deep->len, &err) == NULL);
+  fail_unless (strstr (err->message, "nests deeper") != NULL);
+  g_clear_error (&err);
+  fail_unless (grok_imagine_parse_submit (GROK_IMAGINE_API_V1, deep->str,
+          deep->len, &err) == NULL);
+  g_clear_error (&err);
+  fail_unless (grok_imagine_parse_error_body (deep->str, deep->len) == NULL);
+
+  /* nesting inside strings does not count */
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"[[[[[[[[[[[[[["
+      "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}}",
+      NULL);
+  fail_unless (st != NULL);
+  grok_imagine_status_free (g_steal_pointer (&st));
+
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"completed\","
+      "\"consumed_credits\":1e300,\"response\":[\"https://x/1.mp4\"]}}",
+      NULL);
+  fail_unless (st != NULL);
+  fail_unless_equals_int (st->consumed_credits, -1);
+  grok_imagine_status_free (g_steal_pointer (&st));
+
+  fail_unless (PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":"
+          "\"\\ud83\\e\"}}", &err) == NULL);
+  g_clear_error (&err);
+  fail_unless (PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"x\","
+          "\"response\":[\"\\udc00\"]}}", &err) == NULL);
+  g_clear_error (&err);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_request_not_utf8)
+{
+  GrokImagineRequest req = make_request (GROK_IMAGINE_API_GROK5,
+      GROK_IMAGINE_MODEL_UPSCALE, NULL);
+
+  req.input_task_id = g_strdup ("task\xed\xa0\xb0");
+  assert_invalid (&req, "input-task-id is not valid UTF-8");
+  req = make_request (GROK_IMAGINE_API_V1, 0, "x");
+  g_free (req.mode);
+  req.mode = g_strdup ("\xff");
+  assert_invalid (&req, "mode is not valid UTF-8");
+}
+
+GST_END_TEST;
+
 static Suite *
 api_suite (void)
 {
@@ -396,6 +455,8 @@ api_suite (void)
   tcase_add_test (tc, test_status_v1);
   tcase_add_test (tc, test_status_grok5);
   tcase_add_test (tc, test_submit_and_errors);
+  tcase_add_test (tc, test_hostile_answers);
+  tcase_add_test (tc, test_request_not_utf8);
   return s;
 }
 
