@@ -604,10 +604,14 @@ capture_log (GstDebugCategory * category, GstDebugLevel level,
     const gchar * file, const gchar * function, gint line, GObject * object,
     GstDebugMessage * message, gpointer user_data)
 {
+  static GMutex lock;
   const gchar *text = gst_debug_message_get (message);
 
+  /* every thread logs */
+  g_mutex_lock (&lock);
   if (text)
     g_string_append_printf (user_data, "%s\n", text);
+  g_mutex_unlock (&lock);
 }
 
 static Run *
