@@ -997,15 +997,18 @@ v1_create (JsonNode * root, gboolean charged, GError ** error)
       RESULT_VIDEO, rw, rh, V1_CREDITS, charged);
 }
 
+/* POST .../generate of either API: a task, then its id (and, grok5, its
+ * first status) */
 static void
-v1_generate (SoupServerMessage * msg)
+generate (SoupServerMessage * msg, Task * (*create) (JsonNode *, gboolean,
+        GError **), const gchar * status)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (JsonNode) root = parse_body (msg, &error);
   g_autoptr (JsonBuilder) b = json_builder_new ();
   Task *t;
 
-  if (!root || !(t = v1_create (root, TRUE, &error))) {
+  if (!root || !(t = create (root, TRUE, &error))) {
     reply_gerror (msg, error);
     return;
   }
@@ -1014,8 +1017,18 @@ v1_generate (SoupServerMessage * msg)
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "task_id");
   json_builder_add_string_value (b, t->id);
+  if (status) {
+    json_builder_set_member_name (b, "status");
+    json_builder_add_string_value (b, status);
+  }
   json_builder_end_object (b);
   reply_success (msg, json_builder_get_root (b));
+}
+
+static void
+v1_generate (SoupServerMessage * msg)
+{
+  generate (msg, v1_create, NULL);
 }
 
 static void
@@ -1244,24 +1257,7 @@ grok5_create (JsonNode * root, gboolean charged, GError ** error)
 static void
 grok5_generate (SoupServerMessage * msg)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) root = parse_body (msg, &error);
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  Task *t;
-
-  if (!root || !(t = grok5_create (root, TRUE, &error))) {
-    reply_gerror (msg, error);
-    return;
-  }
-  sim.stats.accepted_submits++;
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "task_id");
-  json_builder_add_string_value (b, t->id);
-  json_builder_set_member_name (b, "status");
-  json_builder_add_string_value (b, "IN_PROGRESS");
-  json_builder_end_object (b);
-  reply_success (msg, json_builder_get_root (b));
+  generate (msg, grok5_create, "IN_PROGRESS");
 }
 
 static void
