@@ -32,6 +32,19 @@ fail() {
   exit 1
 }
 
+# interrupt PID LOG: Ctrl-C, then the program must be gone within 2.5 s
+interrupt() {
+  local i
+  kill -INT "$1"
+  for (( i = 0; i < 50; i++ )); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  kill -KILL "$1"
+  cat "$2"
+  fail "still running 2.5 s after SIGINT"
+}
+
 # --- what the checks use ----------------------------------------------------
 
 # The MP4 demuxes, parses and decodes: prints how many frames
@@ -262,16 +275,7 @@ test_progress_interrupt() {
   grep -q ': processing$' "$log" \
     || { kill -KILL "$pid" 2>/dev/null; cat "$log"; fail "the job did not start"; }
   t0=$(date +%s%N)
-  kill -INT "$pid"
-  for (( i = 0; i < 50; i++ )); do        # at most 5 s
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid"
-    cat "$log"
-    fail "still running 2.5 s after SIGINT"
-  fi
+  interrupt "$pid" "$log"
   wait "$pid" || status=$?
   ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   cat "$log"
@@ -354,16 +358,7 @@ EOF
     [ "$(grep -c ': submitted$' "$log")" -lt 2 ] || break
     sleep 0.1
   done
-  kill -INT "$pid"
-  for (( i = 0; i < 50; i++ )); do        # at most 2.5 s
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid"
-    cat "$log"
-    fail "still running 2.5 s after SIGINT"
-  fi
+  interrupt "$pid" "$log"
   status=0
   wait "$pid" || status=$?
   cat "$log"
