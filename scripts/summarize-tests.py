@@ -3,6 +3,7 @@
 Skipped tests count neither way; they are listed on stderr.
 
     summarize-tests.py [--once] LOG [[--once] LOG ...] [--fail STAGE ...]
+                       [--counts P F STAGE ...]
 
 A gstcheck program counts each of its checks (its 'Checks: N, Failures: F,
 Errors: E' line); any other test program counts once, by its result. A
@@ -15,6 +16,9 @@ report, a crash at exit) counts one failure more.
              benchmark's tiny mode)
 --fail STAGE counts one failure for a stage that produced no log (its build
              failed); a LOG that does not exist counts the same way
+--counts P F STAGE
+             adds P passed and F failed tests of a stage that counted its
+             own (the clean-system stage, which runs in a chroot)
 """
 import json
 import re
@@ -75,6 +79,12 @@ while args:
     elif arg == "--pass":
         args.pop(0)
         passed += 1
+    elif arg == "--counts":
+        p, f, stage = int(args.pop(0)), int(args.pop(0)), args.pop(0)
+        passed += p
+        failed += f
+        if f:
+            print(f"{stage}: {f} failed", file=sys.stderr)
     else:
         summarize(arg, once)
         once = False

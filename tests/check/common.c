@@ -8,6 +8,63 @@
 
 SimProcess *sim;
 
+/* Every pipeline a test made (weakly: the test still decides when it goes),
+ * so that teardown() stops it even when a check failed half-way. A failed
+ * check jumps out of the test, past its own cleanup: a pipeline left
+ * running keeps its streaming threads, and the program would wait for them
+ * forever at exit. */
+static GPtrArray *live_pipelines;
+
+static void
+weak_ref_free (GWeakRef * ref)
+{
+  g_weak_ref_clear (ref);
+  g_free (ref);
+}
+
+GstElement *
+track_pipeline (GstElement * pipeline)
+{
+  GWeakRef *ref = g_new0 (GWeakRef, 1);
+
+  if (live_pipelines == NULL)
+    live_pipelines = g_ptr_array_new_with_free_func ((GDestroyNotify)
+        weak_ref_free);
+  g_weak_ref_init (ref, pipeline);
+  g_ptr_array_add (live_pipelines, ref);
+  return pipeline;
+}
+
+GstElement *
+launch (const gchar * desc)
+{
+  g_autoptr (GError) err = NULL;
+  GstElement *pipeline = gst_parse_launch (desc, &err);
+
+  fail_unless (pipeline != NULL && err == NULL, "cannot parse '%s': %s",
+      desc, err ? err->message : "");
+  return track_pipeline (pipeline);
+}
+
+void
+teardown (void)
+{
+  guint i;
+
+  if (live_pipelines == NULL)
+    return;
+  for (i = 0; i < live_pipelines->len; i++) {
+    GstElement *pipeline = g_weak_ref_get (g_ptr_array_index (live_pipelines,
+            i));
+
+    if (pipeline) {
+      gst_element_set_state (pipeline, GST_STATE_NULL);
+      gst_object_unref (pipeline);
+    }
+  }
+  g_ptr_array_set_size (live_pipelines, 0);
+}
+
 /* A grokimaginesrc pointed at the simulator, as a launch-line fragment */
 gchar *
 src_desc (const gchar * extra)
@@ -102,6 +159,7 @@ run_pipeline (GstElement * pipeline)
   r->warnings = g_ptr_array_new_with_free_func (g_free);
   r->progress = g_ptr_array_new_with_free_func (g_free);
   r->log = g_string_new (NULL);
+  track_pipeline (pipeline);
   r->start_ret = gst_element_set_state (pipeline, GST_STATE_PLAYING);
   while (!r->eos && r->error == NULL && g_get_monotonic_time () < end) {
     GstMessage *msg = gst_bus_timed_pop (bus, 100 * GST_MSECOND);
@@ -131,12 +189,9 @@ run_pipeline (GstElement * pipeline)
 Run *
 run_launch (const gchar * desc)
 {
-  g_autoptr (GError) err = NULL;
-  GstElement *pipeline = gst_parse_launch (desc, &err);
+  GstElement *pipeline = launch (desc);
   Run *r;
 
-  fail_unless (pipeline != NULL, "cannot parse '%s': %s", desc,
-      err ? err->message : "");
   r = run_pipeline (pipeline);
   gst_object_unref (pipeline);
   return r;

@@ -30,6 +30,10 @@ void run_free (Run * r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (Run, run_free);
 
 gchar *src_desc (const gchar * extra);
+/* Pipelines that teardown() sets to NULL, whatever the test did: make every
+ * pipeline of a test with launch(), or hand it to track_pipeline() */
+GstElement *launch (const gchar * desc);
+GstElement *track_pipeline (GstElement * pipeline);
 Run *run_pipeline (GstElement * pipeline);
 Run *run_launch (const gchar * desc);
 Run *run_src (const gchar * src_props, const gchar * tail);
@@ -48,5 +52,6 @@ void wait_for (GstElement * pipeline, GstMessageType type);
 
 /* Fixtures */
 void setup (void);
+void teardown (void);
 void start_simulator (void);
 void stop_simulator (void);

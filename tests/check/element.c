@@ -69,7 +69,7 @@ GST_START_TEST (test_v1_remux_keeps_ratio)
   assert_ok (r);
   desc = g_strdup_printf ("filesrc location=%s ! qtdemux ! h264parse ! "
       "avdec_h264 ! appsink name=out sync=false", path);
-  check = gst_parse_launch (desc, NULL);
+  check = launch (desc);
   gst_element_set_state (check, GST_STATE_PLAYING);
   out = gst_bin_get_by_name (GST_BIN (check), "out");
   g_signal_emit_by_name (out, "try-pull-preroll", 10 * GST_SECOND, &sample);
@@ -181,7 +181,7 @@ GST_START_TEST (test_restart_reuses_task)
 {
   g_autofree gchar *desc = src_desc ("prompt=\"once\"");
   g_autofree gchar *full = g_strdup_printf ("%s ! fakesink", desc);
-  GstElement *pipeline = gst_parse_launch (full, NULL);
+  GstElement *pipeline = launch (full);
   GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
   g_autoptr (Run) r1 = run_pipeline (pipeline);
   g_autoptr (Run) r2 = NULL;
@@ -426,6 +426,22 @@ GST_START_TEST (test_failed_task)
 
 GST_END_TEST;
 
+/* A render that fails at the provider says why in the task's error_message,
+ * and the element's error carries it */
+GST_START_TEST (test_failed_render_says_why)
+{
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"broken_render\": true}"));
+  r = run_src ("prompt=\"a render that breaks\"", "fakesink");
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "grok imagine build failed: "
+      "no element \"grokimagine-sim-missing-element\"");
+  fail_unless (strstr (gst_structure_get_string (last_task (r),
+              "error-message"), "grokimagine-sim-missing-element") != NULL);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_grok5_failed_task_refunded)
 {
   g_autoptr (Run) r = NULL;
@@ -522,7 +538,7 @@ check_seek_large (const gchar * demux)
   g_autofree gchar *src = src_desc ("prompt=\"a long take\" ratio=16:9");
   g_autofree gchar *desc = g_strdup_printf ("%s ! %s ! fakesink sync=false",
       src, demux);
-  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *pipeline = launch (desc);
   GstElement *el = gst_bin_get_by_name (GST_BIN (pipeline), "src");
   gint64 duration = 0, size = 0;
   g_autofree gchar *range = NULL;
@@ -607,7 +623,7 @@ check_prompt_stop (const gchar * stage)
 {
   g_autofree gchar *src = src_desc ("prompt=x poll-interval=5000");
   g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
-  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *pipeline = launch (desc);
   GstBus *bus = gst_element_get_bus (pipeline);
   gint64 t0, elapsed;
 
@@ -668,7 +684,7 @@ GST_START_TEST (test_paused_is_async)
 {
   g_autofree gchar *src = src_desc ("prompt=x");
   g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
-  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *pipeline = launch (desc);
 
   fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 60000, "
           "\"response_delay_ms\": 20000}"));
@@ -825,7 +841,7 @@ GST_START_TEST (test_progress_canceled)
 {
   g_autofree gchar *src = src_desc ("prompt=x");
   g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
-  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *pipeline = launch (desc);
   GstBus *bus = gst_element_get_bus (pipeline);
   gint canceled = 0;
   gint i;
@@ -894,7 +910,7 @@ grokimaginesrc_suite (void)
   suite_add_tcase (s, tc);
   tcase_set_timeout (tc, 120);
   tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
-  tcase_add_checked_fixture (tc, setup, NULL);
+  tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_v1_video_streams_result_bytes);
   tcase_add_test (tc, test_v1_remux_keeps_ratio);
   tcase_add_test (tc, test_decodebin_plays);
@@ -915,6 +931,7 @@ grokimaginesrc_suite (void)
   tcase_add_test (tc, test_status_error_names_task);
   tcase_add_test (tc, test_failed_task);
   tcase_add_test (tc, test_grok5_failed_task_refunded);
+  tcase_add_test (tc, test_failed_render_says_why);
   tcase_add_test (tc, test_timeout_names_task);
   tcase_add_test (tc, test_unreachable_host);
   tcase_add_test (tc, test_bad_answers);

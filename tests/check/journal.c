@@ -192,7 +192,7 @@ GST_START_TEST (test_task_id_before_first_poll)
 {
   g_autofree gchar *src = src_desc ("prompt=x");
   g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
-  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *pipeline = launch (desc);
   GstBus *bus = gst_element_get_bus (pipeline);
   gint64 polls = -1;
   g_autoptr (Run) r = NULL;
@@ -385,7 +385,7 @@ journal_suite (void)
   suite_add_tcase (s, tc);
   tcase_set_timeout (tc, 300);
   tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
-  tcase_add_checked_fixture (tc, fresh_cache, NULL);
+  tcase_add_checked_fixture (tc, fresh_cache, teardown);
   tcase_add_test (tc, test_key);
   tcase_add_test (tc, test_entries);
   tcase_add_test (tc, test_lock_is_exclusive);

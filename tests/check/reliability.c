@@ -132,7 +132,7 @@ GST_START_TEST (test_submit_retried_when_unreachable)
   g_autofree gchar *desc = g_strdup_printf ("grokimaginesrc base-url="
       "http://127.0.0.1:%u api-key=" SIM_KEY " poll-interval=50 retries=8 "
       "prompt=x ! fakesink", port);
-  GstElement *pipeline = gst_parse_launch (desc, NULL);
+  GstElement *pipeline = launch (desc);
   g_autoptr (Run) r = NULL;
   SimProcess *late;
 
@@ -394,7 +394,7 @@ launch_src (const gchar * props, const gchar * tail)
   g_autofree gchar *src = src_desc (props);
   g_autofree gchar *desc = g_strdup_printf ("%s ! %s", src, tail);
 
-  return gst_parse_launch (desc, NULL);
+  return launch (desc);
 }
 
 GST_START_TEST (test_stop_during_download)
@@ -717,7 +717,7 @@ GST_START_TEST (test_https)
   g_free (desc);
 
   desc = g_strdup_printf ("%s ! fakesink", base);
-  pipeline = gst_parse_launch (desc, NULL);
+  pipeline = launch (desc);
   src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
   database = g_tls_file_database_new (sim_ca_file (s), NULL);
   fail_unless (database != NULL);
@@ -740,7 +740,7 @@ reliability_suite (void)
   suite_add_tcase (s, tc);
   tcase_set_timeout (tc, 300);
   tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
-  tcase_add_checked_fixture (tc, setup, NULL);
+  tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_poll_retries_server_errors);
   tcase_add_test (tc, test_poll_retries_dropped_connections);
   tcase_add_test (tc, test_poll_gives_up_after_retries);

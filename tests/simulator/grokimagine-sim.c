@@ -38,6 +38,14 @@
 #define VIDEO_FRAMES 50         /* 2 s at 25 fps */
 #define LARGE_MIN_PIXELS (480 * 480 * 50)       /* > 10.5 MB of noise */
 #define RENDER_TIMEOUT_S 120
+/* The elements the results are rendered with (scripts/gst-elements.txt
+ * names their packages) */
+static const gchar *const render_elements[] = { "videotestsrc", "textoverlay",
+  "videoconvert", "pngenc", "x264enc", "mp4mux", "filesink", NULL
+};
+
+/* What the broken-render fault puts in place of textoverlay */
+#define MISSING_ELEMENT "grokimagine-sim-missing-element"
 #define HUGE_PADDING (3 * 1024 * 1024)  /* bytes of data.padding */
 #define FEED_TICK_MS 50
 
@@ -105,6 +113,7 @@ typedef enum
   F_CDN_STATUS,
   F_CDN_REDIRECT,
   F_DOWNLOAD_RATE,
+  F_BROKEN_RENDER,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -178,6 +187,8 @@ static const FaultSpec fault_specs[N_FAULTS] = {
       "Result URLs point at cdn2, which redirects to the CDN"),
   [F_DOWNLOAD_RATE] = SPEC_INT ("download_rate_kbps", "download-rate", 0,
       G_MAXINT, 0, FALSE, "KBIT/S", "Throttle result bodies (0: unlimited)"),
+  [F_BROKEN_RENDER] = SPEC_BOOL ("broken_render", "broken-render", FALSE,
+      "Renders fail: their pipeline names an element that does not exist"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -224,6 +235,7 @@ typedef struct
   gchar *text;
   gint width, height;
   gboolean large;
+  gboolean broken;              /* names a missing element (a fault) */
   RenderState state;            /* only touched by the main thread */
   GBytes *data;                 /* written by the worker before it reports */
   gchar *error;
@@ -471,6 +483,12 @@ render_run (Render * r, GError ** error)
         font, r->large ? "pass=quant quantizer=4" : "");
   }
 
+  if (r->broken) {
+    g_autofree gchar *good = g_steal_pointer (&desc);
+    g_auto (GStrv) parts = g_strsplit (good, "textoverlay", 2);
+
+    desc = g_strjoinv (MISSING_ELEMENT, parts);
+  }
   ok = run_pipeline (desc, text, path, error);
   if (ok)
     ok = g_file_get_contents (path, &contents, &length, error);
@@ -514,10 +532,10 @@ render_thread (gpointer data, gpointer user_data)
 
 static Render *
 render_request (ResultKind kind, const gchar * text, gint width, gint height,
-    gboolean large)
+    gboolean large, gboolean broken)
 {
-  g_autofree gchar *key = g_strdup_printf ("%c:%dx%d:%d:%s",
-      kind == RESULT_VIDEO ? 'v' : 'i', width, height, large, text);
+  g_autofree gchar *key = g_strdup_printf ("%c:%dx%d:%d:%d:%s",
+      kind == RESULT_VIDEO ? 'v' : 'i', width, height, large, broken, text);
   Render *r = g_hash_table_lookup (sim.renders, key);
 
   if (r)
@@ -529,6 +547,7 @@ render_request (ResultKind kind, const gchar * text, gint width, gint height,
   r->width = width;
   r->height = height;
   r->large = large;
+  r->broken = broken;
   r->state = RENDER_BUSY;
   g_hash_table_insert (sim.renders, g_steal_pointer (&key), r);
   g_thread_pool_push (sim.pool, r, NULL);
@@ -615,7 +634,8 @@ task_create (ApiKind api, JsonNode * request, const gchar * prompt,
   if (kind == RESULT_VIDEO)
     ratio_size (rw, rh, large ? LARGE_SHORT_SIDE : VIDEO_SHORT_SIDE, &w, &h);
   if (!t->fail_message)
-    t->render = render_request (kind, text, w, h, large);
+    t->render = render_request (kind, text, w, h, large,
+        FAULT (BROKEN_RENDER));
 
   if (charged && api == API_GROK5)
     sim.credits -= credits;
@@ -650,8 +670,13 @@ task_update (Task * t)
       task_fail (t, t->fail_message);
     else if (t->render->state == RENDER_READY)
       t->state = TASK_DONE;
-    else if (t->render->state == RENDER_FAILED)
-      task_fail (t, "grok imagine build failed");
+    else if (t->render->state == RENDER_FAILED) {
+      /* the API allows any text here: say why, for the element's error */
+      g_autofree gchar *why = g_strdup_printf ("grok imagine build failed: "
+          "%s", t->render->error);
+
+      task_fail (t, why);
+    }
     else
       t->state = TASK_PROCESSING;
   } else if (elapsed_ms * 2 >= t->duration_ms) {
@@ -2278,6 +2303,18 @@ main (int argc, char **argv)
 
   signal (SIGPIPE, SIG_IGN);
   gst_init (NULL, NULL);
+
+  /* Every job would fail without them: refuse to start instead */
+  for (const gchar * const *e = render_elements; *e; e++) {
+    g_autoptr (GstElementFactory) f = gst_element_factory_find (*e);
+
+    if (f == NULL) {
+      g_printerr ("grokimagine-sim: cannot render results: the GStreamer "
+          "element '%s' is missing. scripts/install-deps.sh installs its "
+          "package (scripts/gst-elements.txt names it).\n", *e);
+      return 1;
+    }
+  }
 
   sim.tasks = g_hash_table_new (g_str_hash, g_str_equal);
   sim.renders = g_hash_table_new (g_str_hash, g_str_equal);
