@@ -322,8 +322,10 @@ parse_envelope (JsonParser * parser, const gchar * body, gsize len,
     if (JSON_NODE_HOLDS_VALUE (code)
         && json_node_get_value_type (code) == G_TYPE_INT64
         && json_node_get_int (code) != 200) {
-      const gchar *msg = json_object_get_string_member_with_default (obj,
-          "message", "no message");
+      JsonNode *message = json_object_get_member (obj, "message");
+      const gchar *msg = message && JSON_NODE_HOLDS_VALUE (message)
+          && json_node_get_value_type (message) == G_TYPE_STRING ?
+          json_node_get_string (message) : "no message";
 
       g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_SERVER,
           "the API answered code %" G_GINT64_FORMAT ": %s",
