@@ -264,6 +264,27 @@ GST_START_TEST (test_status_v1)
   fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_FAILED);
   grok_imagine_status_free (g_steal_pointer (&st));
 
+  /* a status the page does not name, with an error message, is a failure;
+   * without one the task still runs */
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"error\","
+      "\"error_message\":\"Network error, please try again later.\"}}", NULL);
+  fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_FAILED);
+  fail_unless_equals_string (st->error_message,
+      "Network error, please try again later.");
+  grok_imagine_status_free (g_steal_pointer (&st));
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"processing\","
+      "\"error_message\":\"grok imagine build failed\"}}", NULL);
+  fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_FAILED);
+  grok_imagine_status_free (g_steal_pointer (&st));
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"error\","
+      "\"error_message\":\"\"}}", NULL);
+  fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_PENDING);
+  grok_imagine_status_free (g_steal_pointer (&st));
+  st = PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":\"error\","
+      "\"error_message\":null}}", NULL);
+  fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_PENDING);
+  grok_imagine_status_free (g_steal_pointer (&st));
+
   /* bad answers are errors, never crashes */
   fail_unless (PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":5}}",
           &err) == NULL);
@@ -337,6 +358,17 @@ GST_START_TEST (test_status_grok5)
   fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_FAILED);
   fail_unless_equals_int (st->consumed_credits, 0);
   fail_unless_equals_string (st->error_message, "Inappropriate content");
+  grok_imagine_status_free (g_steal_pointer (&st));
+
+  /* a documented running status stays running, an undocumented one with
+   * an error message is a failure */
+  st = PARSE (GROK_IMAGINE_API_GROK5, "{\"data\":{\"status\":\"IN_PROGRESS\","
+      "\"error_message\":\"upstream busy\"}}", NULL);
+  fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_PENDING);
+  grok_imagine_status_free (g_steal_pointer (&st));
+  st = PARSE (GROK_IMAGINE_API_GROK5, "{\"data\":{\"status\":\"ERROR\","
+      "\"error_message\":\"Network error, please try again later.\"}}", NULL);
+  fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_FAILED);
   grok_imagine_status_free (g_steal_pointer (&st));
 
   fail_unless (PARSE (GROK_IMAGINE_API_GROK5, "{\"data\":{\"status\":"
