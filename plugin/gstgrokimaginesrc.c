@@ -921,6 +921,8 @@ setup_http (GstGrokImagineSrc * self)
     soup_session_set_tls_database (self->http.session, db);
   self->http.ssl_strict = self->run.ssl_strict;
   self->http.retries = self->run.retries;
+  /* polls have the job's deadline; a download may wait out as long */
+  self->http.outage_limit = self->run.timeout * G_TIME_SPAN_SECOND;
   self->http.notify = on_wait;
   self->http.notify_data = self;
   return TRUE;
@@ -1740,13 +1742,16 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "Poll interval", "Milliseconds between status polls", 10, 3600000,
       DEFAULT_POLL_INTERVAL, rw);
   properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
-      "Seconds the job may take, from submission to completion", 1, 604800,
+      "Seconds the job may take, from submission to completion; status "
+      "polls retry through an API outage until then, and the download "
+      "through one as long", 1, 604800,
       DEFAULT_TIMEOUT, rw);
   properties[PROP_RETRIES] = g_param_spec_uint ("retries", "Retries",
-      "How often a status poll or a download is retried after a temporary "
-      "failure (connection error, timeout, HTTP 5xx or 429), with "
-      "exponential backoff. The paid submit is only retried when the server "
-      "certainly did not take it", 0, 100, DEFAULT_RETRIES, rw);
+      "How often the paid submit is retried when the server certainly did "
+      "not take it (no connection, HTTP 429), with exponential backoff. "
+      "Status polls and the download of a submitted task retry every "
+      "temporary failure until the timeout instead", 0, 100, DEFAULT_RETRIES,
+      rw);
   properties[PROP_REQUEST_TIMEOUT] = g_param_spec_uint ("request-timeout",
       "Request timeout", "Seconds an HTTP request may wait for the server "
       "(to connect, or for data) before it fails; 0 = no limit", 0, 3600,

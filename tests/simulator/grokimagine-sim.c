@@ -105,6 +105,7 @@ typedef enum
   F_CDN_STATUS,
   F_CDN_REDIRECT,
   F_DOWNLOAD_RATE,
+  F_STATUS_OUTAGE,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -178,6 +179,9 @@ static const FaultSpec fault_specs[N_FAULTS] = {
       "Result URLs point at cdn2, which redirects to the CDN"),
   [F_DOWNLOAD_RATE] = SPEC_INT ("download_rate_kbps", "download-rate", 0,
       G_MAXINT, 0, FALSE, "KBIT/S", "Throttle result bodies (0: unlimited)"),
+  [F_STATUS_OUTAGE] = SPEC_INT ("status_outage_ms", "status-outage", 0,
+      G_MAXINT, 0, FALSE, "MS", "Answer status requests 503 for this long "
+      "from when it is set (or from the start)"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -268,6 +272,7 @@ static struct
   GThreadPool *pool;
   GList *delayed;
   GMainLoop *loop;
+  gint64 status_outage_end;     /* monotonic µs */
 } sim;
 
 static gint shutting_down;
@@ -351,11 +356,20 @@ fault_take (FaultId id)
   return fault_hit (id) ? v : fault_specs[id].def;
 }
 
+/* An outage begins when its fault is set */
+static void
+status_outage_begin (void)
+{
+  sim.status_outage_end = g_get_monotonic_time () +
+      FAULT (STATUS_OUTAGE) * G_TIME_SPAN_MILLISECOND;
+}
+
 static void
 sim_reset_state (void)
 {
   faults_copy (&sim.faults, &sim.cli);
   faults_arm ();
+  status_outage_begin ();
   g_clear_pointer (&sim.stats.last_range, g_free);
   g_clear_pointer (&sim.stats.last_user_agent, g_free);
   memset (&sim.stats, 0, sizeof (sim.stats));
@@ -1438,6 +1452,10 @@ api_process (SoupServerMessage * msg, Endpoint ep, gboolean generate)
     reply_error (msg, status, NULL);
     return;
   }
+  if (!generate && g_get_monotonic_time () < sim.status_outage_end) {
+    reply_error (msg, 503, "Service unavailable: status outage");
+    return;
+  }
   if (body && fault_hit (generate ? F_GENERATE_BODY : F_STATUS_BODY)) {
     reply_body (msg, 200, "application/json", body);
     return;
@@ -1741,6 +1759,8 @@ faults_apply (JsonObject * obj, GError ** error)
   if (ok) {
     faults_copy (&sim.faults, &f);
     faults_arm ();
+    if (json_object_has_member (obj, "status_outage_ms"))
+      status_outage_begin ();
     sim.credits = credits;
   }
   faults_clear (&f);
