@@ -744,15 +744,14 @@ GST_START_TEST (test_uri_handler)
 
 GST_END_TEST;
 
-/* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
-GST_START_TEST (test_playbin_uri)
+/* playbin plays @uri into fakesinks, with the key and the simulator's base
+ * URL from the environment */
+static Run *
+run_playbin (const gchar * uri)
 {
-  const gchar *uri = "grokimagine://?prompt=a%20quiet%20lake&ratio=16:9"
-      "&poll-interval=50";
   GstElement *playbin = gst_element_factory_make ("playbin", NULL);
-  g_autoptr (Run) r = NULL;
+  Run *r;
 
-  /* the key and the base URL come from the environment */
   g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
   g_setenv ("GROK_IMAGINE_BASE_URL", sim_api_url (sim), TRUE);
   g_object_set (playbin, "uri", uri, "video-sink",
@@ -761,9 +760,18 @@ GST_START_TEST (test_playbin_uri)
   r = run_pipeline (playbin);
   g_unsetenv ("GROK_IMAGINE_API_KEY");
   g_unsetenv ("GROK_IMAGINE_BASE_URL");
+  gst_object_unref (playbin);
+  return r;
+}
+
+/* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
+GST_START_TEST (test_playbin_uri)
+{
+  g_autoptr (Run) r = run_playbin ("grokimagine://?prompt=a%20quiet%20lake"
+      "&ratio=16:9&poll-interval=50");
+
   assert_ok (r);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
-  gst_object_unref (playbin);
 }
 
 GST_END_TEST;
@@ -962,23 +970,13 @@ GST_START_TEST (test_uri_key_stays_home)
   g_autoptr (SimProcess) other = sim_start (NULL, NULL);
   g_autofree gchar *base = NULL, *uri = NULL, *dbg = NULL;
   g_autoptr (GError) err = NULL;
-  GstElement *playbin = gst_element_factory_make ("playbin", NULL);
   g_autoptr (Run) r = NULL;
 
   fail_unless (other != NULL);
   base = g_uri_escape_string (sim_api_url (other), NULL, FALSE);
   uri = g_strdup_printf ("grokimagine://?prompt=x&poll-interval=50"
       "&base-url=%s", base);
-  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
-  g_setenv ("GROK_IMAGINE_BASE_URL", sim_api_url (sim), TRUE);
-  g_object_set (playbin, "uri", uri, "video-sink",
-      gst_element_factory_make ("fakesink", NULL), "audio-sink",
-      gst_element_factory_make ("fakesink", NULL), NULL);
-  r = run_pipeline (playbin);
-  g_unsetenv ("GROK_IMAGINE_API_KEY");
-  g_unsetenv ("GROK_IMAGINE_BASE_URL");
-  gst_object_unref (playbin);
-
+  r = run_playbin (uri);
   fail_unless (r->error != NULL, "playbin played a URI with base-url");
   gst_message_parse_error (r->error, &err, &dbg);
   fail_unless (strstr (err->message, "cannot set base-url") != NULL, "%s",
