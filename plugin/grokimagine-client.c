@@ -376,6 +376,43 @@ read_body (GInputStream * stream, GCancellable * cancellable, GError ** error)
   return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
 }
 
+/* The body of an answer whose head arrived. A body that broke off or
+ * stalled is a failure of the connection after the request was taken
+ * (libsoup ends a body cut short of its Content-Length like a whole one). */
+static GBytes *
+read_answer (GrokImagineClient * client, SoupMessage * msg,
+    GInputStream * stream, GCancellable * cancellable, GError ** error)
+{
+  SoupMessageHeaders *hdrs = soup_message_get_response_headers (msg);
+  const gchar *coding = soup_message_headers_get_one (hdrs,
+      "Content-Encoding");
+  g_autoptr (GError) err = NULL;
+  GBytes *body = read_body (stream, cancellable, &err);
+  goffset expected = -1;
+
+  if (soup_message_headers_get_encoding (hdrs) == SOUP_ENCODING_CONTENT_LENGTH
+      && (coding == NULL || g_ascii_strcasecmp (coding, "identity") == 0))
+    expected = soup_message_headers_get_content_length (hdrs);
+
+  if (body && (expected < 0 || g_bytes_get_size (body) >= (gsize) expected))
+    return body;
+  if (body) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "The connection to %s broke off after %" G_GSIZE_FORMAT " of %"
+        G_GINT64_FORMAT " bytes of the answer", client->host,
+        g_bytes_get_size (body), (gint64) expected);
+    g_bytes_unref (body);
+  } else if (err->domain == G_IO_ERROR
+      && !g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "The connection to %s failed while the answer was read: %s",
+        client->host, err->message);
+  } else {
+    g_propagate_error (error, g_steal_pointer (&err));
+  }
+  return NULL;
+}
+
 static gboolean
 same_origin (GUri * a, GUri * b)
 {
@@ -451,7 +488,7 @@ call_api_once (GrokImagineClient * client, const gchar * method,
     url = g_uri_to_string (next);
   }
 
-  body = read_body (stream, cancellable, error);
+  body = read_answer (client, msg, stream, cancellable, error);
   if (body == NULL)
     return NULL;
   if (SOUP_STATUS_IS_SUCCESSFUL (status))

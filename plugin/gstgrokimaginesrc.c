@@ -1347,9 +1347,6 @@ static const gchar *const uri_parameters[] = {
   "result-index", "poll-interval", "timeout", NULL
 };
 
-#define URI_PARAMETER_LIST "prompt, mode, ratio, images, api, model, " \
-  "input-task-id, result-index, poll-interval and timeout"
-
 /* Checks one parameter of a URI and turns its value into @v */
 static gboolean
 parse_uri_parameter (GstGrokImagineSrc * self, const gchar * name,
@@ -1376,9 +1373,11 @@ parse_uri_parameter (GstGrokImagineSrc * self, const gchar * name,
     return FALSE;
   }
   if (!g_strv_contains (uri_parameters, name)) {
+    g_autofree gchar *allowed = g_strjoinv (", ", (GStrv) uri_parameters);
+
     g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "A "
-        "grokimagine:// URI cannot set '%s': it may set only "
-        URI_PARAMETER_LIST "; set anything else as a property", name);
+        "grokimagine:// URI cannot set '%s': it may set only %s; set "
+        "anything else as a property", name, allowed);
     return FALSE;
   }
 

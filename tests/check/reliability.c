@@ -814,6 +814,31 @@ GST_START_TEST (test_download_gives_up_after_timeout)
 
 GST_END_TEST;
 
+/* An answer that breaks off in its body (libsoup ends it like a whole one)
+ * is a dropped connection: a poll retries it ... */
+GST_START_TEST (test_poll_retries_truncated_answers)
+{
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"truncated_answer\": \"status\", "
+          "\"fault_count\": 2}"));
+  r = run_src ("prompt=x retries=0", "fakesink");
+  assert_ok (r);
+  fail_unless (has_warning (r, "broke off after"));
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
+/* ... and the submit's is a lost answer: never sent again */
+GST_START_TEST (test_submit_truncated_answer_not_repeated)
+{
+  check_submit_not_repeated ("{\"truncated_answer\": \"generate\"}",
+      "prompt=x", 1);
+}
+
+GST_END_TEST;
+
 static Suite *
 reliability_suite (void)
 {
@@ -850,6 +875,8 @@ reliability_suite (void)
   tcase_add_test (tc, test_poll_outlasts_outage);
   tcase_add_test (tc, test_download_outlasts_retries);
   tcase_add_test (tc, test_download_gives_up_after_timeout);
+  tcase_add_test (tc, test_poll_retries_truncated_answers);
+  tcase_add_test (tc, test_submit_truncated_answer_not_repeated);
   return s;
 }
 

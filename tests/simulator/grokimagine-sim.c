@@ -106,6 +106,7 @@ typedef enum
   F_CDN_REDIRECT,
   F_DOWNLOAD_RATE,
   F_STATUS_OUTAGE,
+  F_TRUNCATED_ANSWER,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -182,6 +183,9 @@ static const FaultSpec fault_specs[N_FAULTS] = {
   [F_STATUS_OUTAGE] = SPEC_INT ("status_outage_ms", "status-outage", 0,
       G_MAXINT, 0, FALSE, "MS", "Answer status requests 503 for this long "
       "from when it is set (or from the start)"),
+  [F_TRUNCATED_ANSWER] = SPEC_STRING ("truncated_answer", "truncated-answer",
+      TRUE, TRUE, "generate|status", "Process generate or status requests, "
+      "then break the answer off in its body"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -1428,12 +1432,40 @@ cache_addresses (SoupServerMessage * msg)
 /* Closes the connection of @msg, paused with what is written so far. The
  * connection is taken over from an idle callback, outside libsoup's I/O. */
 static void
-drop_connection (SoupServerMessage * msg)
+drop_connection_with (SoupServerMessage * msg, GSourceFunc close)
 {
   cache_addresses (msg);
   g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
-  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, close_connection,
-      g_object_ref (msg), g_object_unref);
+  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, close, g_object_ref (msg),
+      g_object_unref);
+}
+
+static void
+drop_connection (SoupServerMessage * msg)
+{
+  drop_connection_with (msg, close_connection);
+}
+
+/* Writes the head and the first bytes of a 200 answer on the connection of
+ * @msg, then closes it: the answer breaks off in its body */
+static gboolean
+truncate_connection (gpointer data)
+{
+  static const gchar partial[] = "HTTP/1.1 200 OK\r\n"
+      "Content-Type: application/json\r\nContent-Length: 1000\r\n"
+      "Connection: close\r\n\r\n{\"code\": 200, \"message\": \"success\", "
+      "\"data\": {";
+  SoupServerMessage *msg = data;
+  GIOStream *stream = message_is_finished (msg) ? NULL :
+      soup_server_message_steal_connection (msg);
+
+  if (stream) {
+    g_output_stream_write_all (g_io_stream_get_output_stream (stream),
+        partial, strlen (partial), NULL, NULL, NULL);
+    g_io_stream_close_async (stream, G_PRIORITY_DEFAULT, NULL, stream_closed,
+        NULL);
+  }
+  return G_SOURCE_REMOVE;
 }
 
 /* A generate or status request that passed the checks */
@@ -1513,6 +1545,11 @@ api_answer (SoupServerMessage * msg)
     if (fault_hit (generate ? F_GENERATE_DROP : F_STATUS_DROP)) {
       soup_server_message_pause (msg);
       drop_connection (msg);
+      return FALSE;
+    }
+    if (fault_hit_kind (F_TRUNCATED_ANSWER, kind)) {
+      soup_server_message_pause (msg);
+      drop_connection_with (msg, truncate_connection);
       return FALSE;
     }
   }
