@@ -374,14 +374,20 @@ EOF
 }
 
 test_play_uri() {
-  local log=$out/run.log task submits
+  local log=$out/run.log task submits status
   bounded 60 bash "$here/play-uri.sh" --headless 'a quiet lake & "birds"' \
     ratio=16:9 poll-interval=200 >"$log" 2>&1 || { cat "$log"; fail "it failed"; }
   cat "$log"
-  grep -q '^URI: grokimagine://?prompt=a%20quiet%20lake%20%26%20%22birds%22&ratio=16%3A9&poll-interval=200&base-url=http' "$log" \
+  grep -q '^URI: grokimagine://?prompt=a%20quiet%20lake%20%26%20%22birds%22&ratio=16%3A9&poll-interval=200$' "$log" \
     || fail "not the expected URI"
   grep -q 'Got EOS' "$log" || fail "did not play to the end"
   grep -qi 'key' <(grep '^URI:' "$log") && fail "a key in the URI"
+  # where the key goes is never part of a URI
+  status=0
+  bash "$here/play-uri.sh" --headless x base-url=http://127.0.0.1:9 \
+    >"$out/base-url.log" 2>&1 || status=$?
+  [ "$status" = 2 ] && grep -q GROK_IMAGINE_BASE_URL "$out/base-url.log" \
+    || { cat "$out/base-url.log"; fail "base-url= was not refused"; }
   task=$(sed -n 's/.*Submitted task \(task_[0-9a-z_]*\).*/\1/p' "$log" | head -n 1)
   [ -n "$task" ] || fail "no task id"
 

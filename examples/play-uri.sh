@@ -13,8 +13,10 @@
 #
 # PROPERTY=VALUE pairs become query parameters of the URI, e.g.
 #   grokimagine://?prompt=a%20quiet%20lake%20at%20dawn&ratio=16%3A9
-# The key is never part of a URI: it comes from GROK_IMAGINE_API_KEY.
-# GROK_IMAGINE_BASE_URL, when set, becomes the base-url parameter.
+# A URI describes the request only (prompt, mode, ratio, images, api, model,
+# input-task-id, result-index, poll-interval, timeout). The key comes from
+# GROK_IMAGINE_API_KEY and the API's address from GROK_IMAGINE_BASE_URL,
+# which grokimaginesrc reads itself: neither is ever part of a URI.
 #
 # It plays with gst-play-1.0 when installed, else with gst-launch-1.0
 # playbin. --headless decodes everything into fakesinks instead, with no
@@ -58,19 +60,16 @@ fi
 
 query=()
 [ -n "$prompt" ] && query+=("prompt=$(uri_encode "$prompt")")
-have_base_url=false
 for p in "$@"; do
   [[ $p =~ ^[a-z][a-z0-9-]*= ]] || { echo "Not PROPERTY=VALUE: $p" >&2; usage; }
   case $p in
     api-key=*) echo "The key is never put in a URI: export" \
       "GROK_IMAGINE_API_KEY instead" >&2; exit 2 ;;
-    base-url=*) have_base_url=true ;;
+    base-url=*) echo "A URI never says where the key goes: export" \
+      "GROK_IMAGINE_BASE_URL instead" >&2; exit 2 ;;
   esac
   query+=("${p%%=*}=$(uri_encode "${p#*=}")")
 done
-if ! $have_base_url && [ -n "${GROK_IMAGINE_BASE_URL:-}" ]; then
-  query+=("base-url=$(uri_encode "$GROK_IMAGINE_BASE_URL")")
-fi
 
 if [ -n "$task" ]; then
   uri="grokimagine://task/$(uri_encode "$task")"

@@ -442,9 +442,6 @@ main (int argc, char **argv)
         "grok5imagine\n");
     return 2;
   }
-  if (base_url == NULL && g_getenv ("GROK_IMAGINE_BASE_URL")
-      && *g_getenv ("GROK_IMAGINE_BASE_URL"))
-    base_url = g_strdup (g_getenv ("GROK_IMAGINE_BASE_URL"));
   image = g_strcmp0 (model, "text-to-image") == 0;
   if (output == NULL)
     output = g_strdup (image ? "grokimagine.png" : "grokimagine.mp4");

@@ -12,8 +12,9 @@
 # a grid), <name> being made from the prompt. PROPERTY=VALUE arguments go to
 # grokimaginesrc (gst-inspect-1.0 grokimaginesrc lists them).
 #
-# Environment: GROK_IMAGINE_API_KEY (the key), GROK_IMAGINE_BASE_URL (an API
-# base URL, e.g. the simulator's), SHEET_TILES (frames on the sheet, default
+# Environment: GROK_IMAGINE_API_KEY (the key) and GROK_IMAGINE_BASE_URL (an
+# API base URL, e.g. the simulator's; both read by grokimaginesrc itself),
+# SHEET_TILES (frames on the sheet, default
 # 6), SHEET_COLUMNS (default 3), SHEET_TILE_SIZE (the longer side of a
 # frame, default 320).
 set -euo pipefail
@@ -39,12 +40,6 @@ gap=4
 for n in "$tiles" "$columns" "$tile_size"; do
   [[ $n =~ ^[1-9][0-9]{0,3}$ ]] || { echo "Not a count: $n" >&2; exit 2; }
 done
-
-# base-url from the environment, unless given as a property
-if [ -n "${GROK_IMAGINE_BASE_URL:-}" ] && [[ " ${props[*]-} " != *" base-url="* ]]
-then
-  props+=("base-url=$GROK_IMAGINE_BASE_URL")
-fi
 
 # gst-launch reads its arguments as a pipeline description: the prompt goes
 # in double quotes with its quotes and backslashes escaped, twice when it

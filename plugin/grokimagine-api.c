@@ -433,6 +433,13 @@ read_request_echo (GrokImagineStatus * st, JsonObject * data)
   st->request_model = g_strdup (model);
 }
 
+/* A status the documents name for a task that still runs (v1 names none) */
+static gboolean
+is_documented_running (GrokImagineApi api, const gchar * raw)
+{
+  return api == GROK_IMAGINE_API_GROK5 && g_str_equal (raw, "IN_PROGRESS");
+}
+
 GrokImagineStatus *
 grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
     GError ** error)
@@ -489,6 +496,10 @@ grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
           "SUCCESS" : "completed"))
     st->state = st->error_message ? GROK_IMAGINE_STATE_FAILED :
         GROK_IMAGINE_STATE_COMPLETED;
+  else if (st->error_message && !is_documented_running (api, raw))
+    /* the v1 page names no failure status: its error_message carries
+     * "error details if the task failed", whatever the status says */
+    st->state = GROK_IMAGINE_STATE_FAILED;
   else
     st->state = GROK_IMAGINE_STATE_PENDING;
 

@@ -176,9 +176,27 @@ backoff_delay (guint attempt)
   return step / 2 + g_random_int_range (0, step / 2 + 1);
 }
 
+/* Whether @attempt used up the retries: they bound what is not yet paid
+ * for; an idempotent request with a deadline is bound by that alone. */
+static gboolean
+out_of_retries (const GrokImagineHttp * http, gboolean idempotent,
+    guint attempt, gint64 deadline)
+{
+  return (!idempotent || deadline == GROK_IMAGINE_NO_DEADLINE)
+      && attempt >= http->retries;
+}
+
+gint64
+grok_imagine_http_outage_deadline (const GrokImagineHttp * http)
+{
+  return http->outage_limit > 0 ? g_get_monotonic_time () +
+      http->outage_limit : GROK_IMAGINE_NO_DEADLINE;
+}
+
 /* After a failed attempt: TRUE when the caller should try again (the
  * backoff has been waited and @error cleared); FALSE leaves the final error
- * in @error. */
+ * in @error. An idempotent request keeps trying until @deadline, its last
+ * backoff cut short to end there. */
 gboolean
 grok_imagine_http_retry (const GrokImagineHttp * http, gboolean idempotent,
     guint attempt, gint64 deadline, GCancellable * cancellable,
@@ -187,11 +205,16 @@ grok_imagine_http_retry (const GrokImagineHttp * http, gboolean idempotent,
   gint64 delay = backoff_delay (attempt);
   GError *werr = NULL;
 
-  if (!is_transient (*error, idempotent) || attempt >= http->retries)
+  if (!is_transient (*error, idempotent)
+      || out_of_retries (http, idempotent, attempt, deadline))
     return FALSE;
-  if (deadline != GROK_IMAGINE_NO_DEADLINE
-      && g_get_monotonic_time () + delay > deadline)
-    return FALSE;
+  if (deadline != GROK_IMAGINE_NO_DEADLINE) {
+    gint64 left = deadline - g_get_monotonic_time ();
+
+    if (left <= 0 || (!idempotent && delay > left))
+      return FALSE;
+    delay = MIN (delay, left);
+  }
   if (http->notify)
     http->notify (GROK_IMAGINE_WAIT_RETRY, delay, *error, http->notify_data);
   if (!grok_imagine_wait (delay, cancellable, &werr)) {
@@ -353,6 +376,43 @@ read_body (GInputStream * stream, GCancellable * cancellable, GError ** error)
   return g_byte_array_free_to_bytes (g_steal_pointer (&buf));
 }
 
+/* The body of an answer whose head arrived. A body that broke off or
+ * stalled is a failure of the connection after the request was taken
+ * (libsoup ends a body cut short of its Content-Length like a whole one). */
+static GBytes *
+read_answer (GrokImagineClient * client, SoupMessage * msg,
+    GInputStream * stream, GCancellable * cancellable, GError ** error)
+{
+  SoupMessageHeaders *hdrs = soup_message_get_response_headers (msg);
+  const gchar *coding = soup_message_headers_get_one (hdrs,
+      "Content-Encoding");
+  g_autoptr (GError) err = NULL;
+  GBytes *body = read_body (stream, cancellable, &err);
+  goffset expected = -1;
+
+  if (soup_message_headers_get_encoding (hdrs) == SOUP_ENCODING_CONTENT_LENGTH
+      && (coding == NULL || g_ascii_strcasecmp (coding, "identity") == 0))
+    expected = soup_message_headers_get_content_length (hdrs);
+
+  if (body && (expected < 0 || g_bytes_get_size (body) >= (gsize) expected))
+    return body;
+  if (body) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "The connection to %s broke off after %" G_GSIZE_FORMAT " of %"
+        G_GINT64_FORMAT " bytes of the answer", client->host,
+        g_bytes_get_size (body), (gint64) expected);
+    g_bytes_unref (body);
+  } else if (err->domain == G_IO_ERROR
+      && !g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "The connection to %s failed while the answer was read: %s",
+        client->host, err->message);
+  } else {
+    g_propagate_error (error, g_steal_pointer (&err));
+  }
+  return NULL;
+}
+
 static gboolean
 same_origin (GUri * a, GUri * b)
 {
@@ -428,7 +488,7 @@ call_api_once (GrokImagineClient * client, const gchar * method,
     url = g_uri_to_string (next);
   }
 
-  body = read_body (stream, cancellable, error);
+  body = read_answer (client, msg, stream, cancellable, error);
   if (body == NULL)
     return NULL;
   if (SOUP_STATUS_IS_SUCCESSFUL (status))
@@ -466,17 +526,29 @@ call_api (GrokImagineClient * client, const gchar * method,
     rate_wait = client->not_before - g_get_monotonic_time ();
     if (g_error_matches (*error, GROK_IMAGINE_ERROR,
             GROK_IMAGINE_ERROR_RATE_LIMITED) && rate_wait > 0) {
-      /* the next round waits as long as the API asked */
-      if (attempt >= client->http.retries || (deadline !=
-              GROK_IMAGINE_NO_DEADLINE
+      /* the next round waits as long as the API asked, and says so when
+       * that is past the deadline */
+      if (out_of_retries (&client->http, idempotent, attempt, deadline)
+          || (!idempotent && deadline != GROK_IMAGINE_NO_DEADLINE
               && g_get_monotonic_time () + rate_wait > deadline))
         return NULL;
       g_clear_error (error);
       continue;
     }
     if (!grok_imagine_http_retry (&client->http, idempotent, attempt,
-            deadline, cancellable, error))
+            deadline, cancellable, error)) {
+      if (idempotent && deadline != GROK_IMAGINE_NO_DEADLINE
+          && g_get_monotonic_time () >= deadline
+          && is_transient (*error, TRUE)) {
+        GError *last = *error;
+
+        *error = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+            "the API was still failing at the deadline, after %u "
+            "attempts: %s", attempt + 1, last->message);
+        g_error_free (last);
+      }
       return NULL;
+    }
   }
 }
 

@@ -28,7 +28,12 @@ typedef struct
 {
   SoupSession *session;
   gboolean ssl_strict;
-  guint retries;                /* retries after a transient failure */
+  guint retries;                /* retries of what is not yet paid for,
+                                 * and of idempotent requests without a
+                                 * deadline or outage_limit */
+  gint64 outage_limit;          /* µs an idempotent request without a
+                                 * deadline of its own keeps retrying
+                                 * through an outage; 0: retries bound it */
   GrokImagineWaitNotify notify;
   gpointer notify_data;
 } GrokImagineHttp;
@@ -50,7 +55,9 @@ const gchar *grok_imagine_client_get_host (GrokImagineClient * client);
 const gchar *grok_imagine_client_get_base_url (GrokImagineClient * client);
 
 /* The paid POST: retried only when the server certainly did not take it
- * (HTTP 429, or no connection). @deadline is monotonic time in µs. */
+ * (HTTP 429, or no connection), at most retries times. @deadline is
+ * monotonic time in µs. A poll retries every temporary failure until
+ * @deadline; then the error is GROK_IMAGINE_ERROR_TIMEOUT. */
 gchar *grok_imagine_client_submit (GrokImagineClient * client,
     const GrokImagineRequest * req, gint64 deadline,
     GCancellable * cancellable, guint * http_status, GError ** error);
@@ -66,6 +73,9 @@ GInputStream *grok_imagine_http_send (const GrokImagineHttp * http,
 gboolean grok_imagine_http_retry (const GrokImagineHttp * http,
     gboolean idempotent, guint attempt, gint64 deadline,
     GCancellable * cancellable, GError ** error);
+/* The deadline of an outage that begins now: outage_limit from now, or
+ * GROK_IMAGINE_NO_DEADLINE (then retries bound the attempts) */
+gint64 grok_imagine_http_outage_deadline (const GrokImagineHttp * http);
 GrokImagineError grok_imagine_error_for_http_status (guint status);
 gboolean grok_imagine_wait (gint64 wait_us, GCancellable * cancellable,
     GError ** error);

@@ -197,29 +197,41 @@ open_once (GrokImagineFetch * fetch, guint64 offset,
   return FALSE;
 }
 
-gboolean
-grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
-    GCancellable * cancellable, guint * http_status, GError ** error)
+/* The result of a paid task is worth waiting for: a download retries
+ * through an outage of up to the http's outage_limit, which @deadline
+ * (0 until the first failure) ends. */
+static gboolean
+open_retrying (GrokImagineFetch * fetch, guint64 offset, guint attempt,
+    gint64 deadline, GCancellable * cancellable, guint * http_status,
+    GError ** error)
 {
-  guint attempt;
-
-  for (attempt = 0;; attempt++) {
+  for (;; attempt++) {
     if (open_once (fetch, offset, cancellable, http_status, error))
       return TRUE;
-    if (!grok_imagine_http_retry (&fetch->http, TRUE, attempt,
-            GROK_IMAGINE_NO_DEADLINE, cancellable, error))
+    if (deadline == 0)
+      deadline = grok_imagine_http_outage_deadline (&fetch->http);
+    if (!grok_imagine_http_retry (&fetch->http, TRUE, attempt, deadline,
+            cancellable, error))
       return FALSE;
   }
 }
 
+gboolean
+grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
+    GCancellable * cancellable, guint * http_status, GError ** error)
+{
+  return open_retrying (fetch, offset, 0, 0, cancellable, http_status, error);
+}
+
 /* Reads what has arrived, at most @len bytes, or with @fill all @len
  * unless the result ends first. A dropped connection is resumed from the
- * next byte, with the retries of a failed request. */
+ * next byte, retrying through an outage as grok_imagine_fetch_open() does. */
 gssize
 grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
     gboolean fill, GCancellable * cancellable, GError ** error)
 {
   gboolean known = fetch->size != G_MAXUINT64;
+  gint64 deadline = 0;
   guint failures = 0;
   gsize got = 0;
 
@@ -239,6 +251,7 @@ grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
       got += n;
       fetch->position += n;
       failures = 0;
+      deadline = 0;
       if (!fill)
         break;
       continue;
@@ -254,13 +267,15 @@ grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
     g_set_error (&err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
         "the connection closed at byte %" G_GUINT64_FORMAT " of %"
         G_GUINT64_FORMAT, fetch->position, fetch->size);
-    if (!grok_imagine_http_retry (&fetch->http, TRUE, failures++,
-            GROK_IMAGINE_NO_DEADLINE, cancellable, &err)) {
+    if (deadline == 0)
+      deadline = grok_imagine_http_outage_deadline (&fetch->http);
+    if (!grok_imagine_http_retry (&fetch->http, TRUE, failures++, deadline,
+            cancellable, &err)) {
       g_propagate_error (error, g_steal_pointer (&err));
       return -1;
     }
-    if (!grok_imagine_fetch_open (fetch, fetch->position, cancellable,
-            &http_status, error))
+    if (!open_retrying (fetch, fetch->position, failures, deadline,
+            cancellable, &http_status, error))
       return -1;
   }
   return got;

@@ -4,7 +4,9 @@
  *
  * The result download: ranged GET, size and Content-Type. No GStreamer types.
  * The request never carries the API key. A connection that drops is
- * resumed with a Range request from the next byte.
+ * resumed with a Range request from the next byte. Temporary failures are
+ * retried through an outage of up to the http's outage_limit (the retries
+ * when it is 0).
  */
 #pragma once
 

@@ -55,8 +55,10 @@
  * the stored result without any request.
  * |[
  * gst-play-1.0 'grokimagine://?prompt=a%20quiet%20lake&ratio=16:9&api=grok5imagine&model=text-to-video'
- * ]| Plays a prompt through the URI handler (the key comes from the
- * environment, never from the URI).
+ * ]| Plays a prompt through the URI handler. A URI describes the request
+ * only: the key (`GROK_IMAGINE_API_KEY`) and the base URL
+ * (`GROK_IMAGINE_BASE_URL`) come from the properties or the environment,
+ * never from a URI.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -81,6 +83,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_grok_imagine_src_debug);
 
 #define KEY_ENV "GROK_IMAGINE_API_KEY"
 #define CACHE_ENV "GROK_IMAGINE_CACHE_DIR"
+#define BASE_URL_ENV "GROK_IMAGINE_BASE_URL"
 
 enum
 {
@@ -921,6 +924,8 @@ setup_http (GstGrokImagineSrc * self)
     soup_session_set_tls_database (self->http.session, db);
   self->http.ssl_strict = self->run.ssl_strict;
   self->http.retries = self->run.retries;
+  /* polls have the job's deadline; a download may wait out as long */
+  self->http.outage_limit = self->run.timeout * G_TIME_SPAN_SECOND;
   self->http.notify = on_wait;
   self->http.notify_data = self;
   return TRUE;
@@ -946,6 +951,10 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
 
   if (self->run.api_key == NULL && g_getenv (KEY_ENV) && *g_getenv (KEY_ENV))
     self->run.api_key = g_strdup (g_getenv (KEY_ENV));
+  /* like the key, where it goes comes from the environment, never a URI */
+  if (self->run.base_url == NULL && g_getenv (BASE_URL_ENV)
+      && *g_getenv (BASE_URL_ENV))
+    self->run.base_url = g_strdup (g_getenv (BASE_URL_ENV));
 
   if (self->run.task_id == NULL) {
     if (!grok_imagine_request_validate (&self->run.req, &err)) {
@@ -1304,17 +1313,17 @@ gst_grok_imagine_src_uri_get_protocols (GType type)
   return protocols;
 }
 
-/* The request as a URI; never with the key */
+/* The request as a URI; never with the key nor where it goes */
 static gchar *
 gst_grok_imagine_src_uri_get_uri (GstURIHandler * handler)
 {
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (handler);
   g_autoptr (GString) uri = g_string_new (URI_SCHEME "://");
-  g_autofree gchar *task_id = NULL, *prompt = NULL, *base_url = NULL;
+  g_autofree gchar *task_id = NULL, *prompt = NULL;
   GrokImagineApi api;
 
-  g_object_get (self, "task-id", &task_id, "prompt", &prompt, "base-url",
-      &base_url, "api", &api, NULL);
+  g_object_get (self, "task-id", &task_id, "prompt", &prompt, "api", &api,
+      NULL);
   if (task_id) {
     g_autofree gchar *id = g_uri_escape_string (task_id, NULL, FALSE);
 
@@ -1327,47 +1336,69 @@ gst_grok_imagine_src_uri_get_uri (GstURIHandler * handler)
     g_string_append_printf (uri, "?prompt=%s&api=%s", p,
         grok_imagine_api_get_nick (api));
   }
-  if (base_url) {
-    g_autofree gchar *b = g_uri_escape_string (base_url, NULL, FALSE);
-
-    g_string_append_printf (uri, "&base-url=%s", b);
-  }
   return g_string_free (g_steal_pointer (&uri), FALSE);
 }
 
-static gboolean
-set_uri_parameter (GstGrokImagineSrc * self, const gchar * name,
-    const gchar * value, GError ** error)
-{
-  GParamSpec *pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (self),
-      name);
-  GValue v = G_VALUE_INIT;
+/* What a URI may carry: a request, never where the key goes, what is
+ * written, published or paid for beyond the request itself. task-id comes
+ * only from the grokimagine://task/<id> form. */
+static const gchar *const uri_parameters[] = {
+  "prompt", "mode", "ratio", "images", "api", "model", "input-task-id",
+  "result-index", "poll-interval", "timeout", NULL
+};
 
-  if (g_strcmp0 (name, "api-key") == 0) {
+/* Checks one parameter of a URI and turns its value into @v */
+static gboolean
+parse_uri_parameter (GstGrokImagineSrc * self, const gchar * name,
+    const gchar * value, GValue * v, GError ** error)
+{
+  GParamSpec *pspec;
+
+  if (g_str_equal (name, "api-key")) {
     g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "The key is "
         "never taken from a URI: set the api-key property or "
         KEY_ENV " instead");
     return FALSE;
   }
-  if (pspec == NULL || !(pspec->flags & G_PARAM_WRITABLE)
-      || G_IS_PARAM_SPEC_OBJECT (pspec) || g_str_equal (name, "name")) {
-    g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "'%s' is not "
-        "a property of grokimaginesrc that a URI can set", name);
+  if (g_str_equal (name, "base-url")) {
+    g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "A URI cannot "
+        "set base-url, which decides where the key is sent: set the base-url "
+        "property or the " BASE_URL_ENV " environment variable instead");
     return FALSE;
   }
-  g_value_init (&v, pspec->value_type);
+  if (g_str_equal (name, "task-id")) {
+    g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "A URI "
+        "names a task as grokimagine://task/<task-id>, not with a task-id "
+        "parameter");
+    return FALSE;
+  }
+  if (!g_strv_contains (uri_parameters, name)) {
+    g_autofree gchar *allowed = g_strjoinv (", ", (GStrv) uri_parameters);
+
+    g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "A "
+        "grokimagine:// URI cannot set '%s': it may set only %s; set "
+        "anything else as a property", name, allowed);
+    return FALSE;
+  }
+
+  pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (self), name);
+  g_value_init (v, pspec->value_type);
   if (pspec->value_type == G_TYPE_STRING)
-    g_value_set_string (&v, value);
-  else if (!gst_value_deserialize_with_pspec (&v, value, pspec)
-      || g_param_value_validate (pspec, &v)) {
+    g_value_set_string (v, value);
+  else if (!gst_value_deserialize_with_pspec (v, value, pspec)
+      || g_param_value_validate (pspec, v)) {
     g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "Invalid "
         "value '%s' for '%s'", value, name);
-    g_value_unset (&v);
     return FALSE;
   }
-  g_object_set_property (G_OBJECT (self), name, &v);
-  g_value_unset (&v);
   return TRUE;
+}
+
+static void
+clear_value (GValue * v)
+{
+  if (G_IS_VALUE (v))
+    g_value_unset (v);
 }
 
 /* grokimagine://?prop=value&... or grokimagine://task/<task-id>?prop=... */
@@ -1379,8 +1410,12 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
   g_autoptr (GUri) parsed = NULL;
   g_autoptr (GError) err = NULL;
   g_auto (GStrv) params = NULL;
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) values = g_array_new (FALSE, TRUE, sizeof (GValue));
+  g_autofree gchar *task_id = NULL;
   const gchar *host, *path, *query;
   gchar **p;
+  guint i;
 
   if (GST_STATE (self) > GST_STATE_READY) {
     g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_STATE,
@@ -1398,15 +1433,13 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
   path = g_uri_get_path (parsed);
   query = g_uri_get_query (parsed);
   if (host && *host && g_str_equal (host, "task")) {
-    g_autofree gchar *id = g_uri_unescape_string (path[0] == '/' ?
-        path + 1 : path, NULL);
-
-    if (id == NULL || *id == '\0' || strchr (id, '/')) {
+    task_id = g_uri_unescape_string (path[0] == '/' ? path + 1 : path,
+        NULL);
+    if (task_id == NULL || *task_id == '\0' || strchr (task_id, '/')) {
       g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI,
           "Expected grokimagine://task/<task-id>, got %s", uri);
       return FALSE;
     }
-    g_object_set (self, "task-id", id, NULL);
   } else if ((host && *host) || (*path && g_strcmp0 (path, "/"))) {
     g_set_error (error, GST_URI_ERROR, GST_URI_ERROR_BAD_URI, "Expected "
         "grokimagine://?prompt=... or grokimagine://task/<task-id>, got %s",
@@ -1414,10 +1447,14 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
     return FALSE;
   }
 
+  /* every parameter is checked before any is set: a URI that fails
+   * leaves the element as it was */
+  g_array_set_clear_func (values, (GDestroyNotify) clear_value);
   params = g_strsplit (query ? query : "", "&", -1);
   for (p = params; *p; p++) {
     g_autofree gchar *name = NULL, *value = NULL;
     gchar *eq = strchr (*p, '=');
+    GValue v = G_VALUE_INIT;
 
     if (**p == '\0')
       continue;
@@ -1428,9 +1465,19 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
           "Badly escaped parameter '%s' in the URI", *p);
       return FALSE;
     }
-    if (!set_uri_parameter (self, name, value, error))
+    if (!parse_uri_parameter (self, name, value, &v, error)) {
+      clear_value (&v);
       return FALSE;
+    }
+    g_ptr_array_add (names, g_steal_pointer (&name));
+    g_array_append_val (values, v);
   }
+
+  if (task_id)
+    g_object_set (self, "task-id", task_id, NULL);
+  for (i = 0; i < names->len; i++)
+    g_object_set_property (G_OBJECT (self), g_ptr_array_index (names, i),
+        &g_array_index (values, GValue, i));
   return TRUE;
 }
 
@@ -1711,8 +1758,9 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "Which Grok Imagine API to speak", GST_TYPE_GROK_IMAGINE_API,
       DEFAULT_API, rw);
   properties[PROP_BASE_URL] = g_param_spec_string ("base-url", "Base URL",
-      "API base URL; empty means the chosen API's documented one "
-      "(https://grokimagineapi.com or https://grok5imagine.com)",
+      "API base URL; empty means the " BASE_URL_ENV " environment variable, "
+      "else the chosen API's documented one (https://grokimagineapi.com or "
+      "https://grok5imagine.com). Never taken from a URI",
       DEFAULT_BASE_URL, rw);
   properties[PROP_API_KEY] = g_param_spec_string ("api-key", "API key",
       "API key (write-only; when unset, the " KEY_ENV " environment "
@@ -1740,13 +1788,16 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "Poll interval", "Milliseconds between status polls", 10, 3600000,
       DEFAULT_POLL_INTERVAL, rw);
   properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
-      "Seconds the job may take, from submission to completion", 1, 604800,
+      "Seconds the job may take, from submission to completion; status "
+      "polls retry through an API outage until then, and the download "
+      "through one as long", 1, 604800,
       DEFAULT_TIMEOUT, rw);
   properties[PROP_RETRIES] = g_param_spec_uint ("retries", "Retries",
-      "How often a status poll or a download is retried after a temporary "
-      "failure (connection error, timeout, HTTP 5xx or 429), with "
-      "exponential backoff. The paid submit is only retried when the server "
-      "certainly did not take it", 0, 100, DEFAULT_RETRIES, rw);
+      "How often the paid submit is retried when the server certainly did "
+      "not take it (no connection, HTTP 429), with exponential backoff. "
+      "Status polls and the download of a submitted task retry every "
+      "temporary failure until the timeout instead", 0, 100, DEFAULT_RETRIES,
+      rw);
   properties[PROP_REQUEST_TIMEOUT] = g_param_spec_uint ("request-timeout",
       "Request timeout", "Seconds an HTTP request may wait for the server "
       "(to connect, or for data) before it fails; 0 = no limit", 0, 3600,

@@ -209,6 +209,23 @@ GST_END_TEST;
 #define PARSE(api, json, err) \
   grok_imagine_parse_status (api, json, strlen (json), err)
 
+/* A status answer of @raw with @message (JSON) is in @state, and keeps a
+ * non-empty message */
+static void
+assert_state (GrokImagineApi api, const gchar * raw, const gchar * message,
+    GrokImagineState state)
+{
+  g_autofree gchar *json = g_strdup_printf ("{\"data\":{\"status\":\"%s\","
+      "\"error_message\":%s}}", raw, message);
+  g_autoptr (GrokImagineStatus) st = PARSE (api, json, NULL);
+
+  fail_unless (st != NULL, "%s", json);
+  fail_unless_equals_int (st->state, state);
+  if (message[0] == '"' && message[1] != '"')
+    fail_unless (st->error_message != NULL
+        && strstr (message, st->error_message) != NULL, "%s", json);
+}
+
 GST_START_TEST (test_status_v1)
 {
   const gchar *done = "{\"code\":200,\"message\":\"success\",\"data\":{"
@@ -263,6 +280,18 @@ GST_START_TEST (test_status_v1)
       "\"error_message\":\"File type not supported\",\"response\":[]}}", NULL);
   fail_unless_equals_int (st->state, GROK_IMAGINE_STATE_FAILED);
   grok_imagine_status_free (g_steal_pointer (&st));
+
+  /* a status the page does not name, with an error message, is a failure;
+   * without one the task still runs */
+  assert_state (GROK_IMAGINE_API_V1, "error",
+      "\"Network error, please try again later.\"",
+      GROK_IMAGINE_STATE_FAILED);
+  assert_state (GROK_IMAGINE_API_V1, "processing",
+      "\"grok imagine build failed\"", GROK_IMAGINE_STATE_FAILED);
+  assert_state (GROK_IMAGINE_API_V1, "error", "\"\"",
+      GROK_IMAGINE_STATE_PENDING);
+  assert_state (GROK_IMAGINE_API_V1, "error", "null",
+      GROK_IMAGINE_STATE_PENDING);
 
   /* bad answers are errors, never crashes */
   fail_unless (PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":5}}",
@@ -338,6 +367,14 @@ GST_START_TEST (test_status_grok5)
   fail_unless_equals_int (st->consumed_credits, 0);
   fail_unless_equals_string (st->error_message, "Inappropriate content");
   grok_imagine_status_free (g_steal_pointer (&st));
+
+  /* a documented running status stays running, an undocumented one with
+   * an error message is a failure */
+  assert_state (GROK_IMAGINE_API_GROK5, "IN_PROGRESS", "\"upstream busy\"",
+      GROK_IMAGINE_STATE_PENDING);
+  assert_state (GROK_IMAGINE_API_GROK5, "ERROR",
+      "\"Network error, please try again later.\"",
+      GROK_IMAGINE_STATE_FAILED);
 
   fail_unless (PARSE (GROK_IMAGINE_API_GROK5, "{\"data\":{\"status\":"
           "\"SUCCESS\",\"response\":[\"https://x/1.png\"]}}", &err) == NULL);

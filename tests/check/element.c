@@ -395,10 +395,12 @@ GST_START_TEST (test_status_error_names_task)
   const GstStructure *details;
   const gchar *task_id;
 
-  fail_unless (sim_set_faults (sim, "{\"status_status\": 500}"));
+  /* an error that no retry mends (a temporary one is retried until the
+   * timeout: reliability.c) */
+  fail_unless (sim_set_faults (sim, "{\"status_status\": 404}"));
   r = run_src ("prompt=x", "fakesink");
-  details = assert_error (r, GST_RESOURCE_ERROR_READ, "HTTP 500");
-  assert_http_status (details, 500);
+  details = assert_error (r, GST_RESOURCE_ERROR_NOT_FOUND, "HTTP 404");
+  assert_http_status (details, 404);
   task_id = gst_structure_get_string (details, "task-id");
   fail_unless (task_id != NULL);
   fail_unless_equals_string (task_id,
@@ -758,25 +760,34 @@ GST_START_TEST (test_uri_handler)
 
 GST_END_TEST;
 
-/* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
-GST_START_TEST (test_playbin_uri)
+/* playbin plays @uri into fakesinks, with the key and the simulator's base
+ * URL from the environment */
+static Run *
+run_playbin (const gchar * uri)
 {
-  g_autofree gchar *base = g_uri_escape_string (sim_api_url (sim), NULL,
-      FALSE);
-  g_autofree gchar *uri = g_strdup_printf ("grokimagine://?prompt="
-      "a%%20quiet%%20lake&ratio=16:9&poll-interval=50&base-url=%s", base);
   GstElement *playbin = gst_element_factory_make ("playbin", NULL);
-  g_autoptr (Run) r = NULL;
+  Run *r;
 
   g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  g_setenv ("GROK_IMAGINE_BASE_URL", sim_api_url (sim), TRUE);
   g_object_set (playbin, "uri", uri, "video-sink",
       gst_element_factory_make ("fakesink", NULL), "audio-sink",
       gst_element_factory_make ("fakesink", NULL), NULL);
   r = run_pipeline (playbin);
   g_unsetenv ("GROK_IMAGINE_API_KEY");
+  g_unsetenv ("GROK_IMAGINE_BASE_URL");
+  gst_object_unref (playbin);
+  return r;
+}
+
+/* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
+GST_START_TEST (test_playbin_uri)
+{
+  g_autoptr (Run) r = run_playbin ("grokimagine://?prompt=a%20quiet%20lake"
+      "&ratio=16:9&poll-interval=50");
+
   assert_ok (r);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
-  gst_object_unref (playbin);
 }
 
 GST_END_TEST;
@@ -901,6 +912,119 @@ GST_START_TEST (test_tags_when_reattached)
 
 GST_END_TEST;
 
+/* --- what a URI may carry ----------------------------------------------------- */
+
+static const gchar *const uri_may_set[] = {
+  "prompt", "mode", "ratio", "images", "api", "model", "input-task-id",
+  "result-index", "poll-interval", "timeout", NULL
+};
+
+/* Every writable property but the request's own is refused in a URI, with
+ * an error naming it, and a refused URI changes nothing */
+GST_START_TEST (test_uri_refuses_other_parameters)
+{
+  GstElement *src = gst_element_factory_make ("grokimaginesrc", NULL);
+  g_autofree GParamSpec **pspecs = NULL;
+  g_autofree gchar *prompt = NULL, *base_url = NULL;
+  guint n, i, refused = 0;
+
+  fail_unless (src != NULL);
+  g_object_set (src, "prompt", "before", NULL);
+  pspecs = g_object_class_list_properties (G_OBJECT_GET_CLASS (src), &n);
+  for (i = 0; i < n; i++) {
+    const gchar *name = g_param_spec_get_name (pspecs[i]);
+    g_autofree gchar *uri = NULL;
+    g_autoptr (GError) err = NULL;
+
+    if (!(pspecs[i]->flags & G_PARAM_WRITABLE)
+        || g_strv_contains (uri_may_set, name))
+      continue;
+    uri = g_strdup_printf ("grokimagine://?prompt=after&%s=1", name);
+    fail_if (gst_uri_handler_set_uri (GST_URI_HANDLER (src), uri, &err),
+        "a URI set %s", name);
+    fail_unless (err != NULL && strstr (err->message, name) != NULL,
+        "the error does not name %s: %s", name, err ? err->message : "");
+    refused++;
+  }
+  /* base-url, api-key, cache-dir, ssl-strict, refresh, public, ... */
+  fail_unless (refused >= 10, "only %u parameters refused", refused);
+  g_object_get (src, "prompt", &prompt, "base-url", &base_url, NULL);
+  fail_unless_equals_string (prompt, "before");
+  fail_unless (base_url == NULL);
+
+  /* the allowed ones are taken */
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=after&mode=fun&ratio=16:9&api=grok5imagine"
+          "&model=upscale&input-task-id=t1&result-index=1&poll-interval=100"
+          "&timeout=30&images=%3Chttps://a.example/1.png%3E", NULL));
+  g_clear_pointer (&prompt, g_free);
+  g_object_get (src, "prompt", &prompt, NULL);
+  fail_unless_equals_string (prompt, "after");
+  gst_object_unref (src);
+}
+
+GST_END_TEST;
+
+/* get_uri never says where the key goes */
+GST_START_TEST (test_uri_never_carries_base_url)
+{
+  GstElement *src = gst_element_factory_make ("grokimaginesrc", NULL);
+  g_autofree gchar *uri = NULL;
+
+  g_object_set (src, "prompt", "x", "base-url", "http://127.0.0.1:9", NULL);
+  uri = gst_uri_handler_get_uri (GST_URI_HANDLER (src));
+  fail_unless (strstr (uri, "127.0.0.1") == NULL, "%s", uri);
+  fail_unless (strstr (uri, "base-url") == NULL, "%s", uri);
+  gst_object_unref (src);
+}
+
+GST_END_TEST;
+
+/* A URI from a playlist or a link cannot send the key to its own host */
+GST_START_TEST (test_uri_key_stays_home)
+{
+  g_autoptr (SimProcess) other = sim_start (NULL, NULL);
+  g_autofree gchar *base = NULL, *uri = NULL, *dbg = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (other != NULL);
+  base = g_uri_escape_string (sim_api_url (other), NULL, FALSE);
+  uri = g_strdup_printf ("grokimagine://?prompt=x&poll-interval=50"
+      "&base-url=%s", base);
+  r = run_playbin (uri);
+  fail_unless (r->error != NULL, "playbin played a URI with base-url");
+  gst_message_parse_error (r->error, &err, &dbg);
+  fail_unless (strstr (err->message, "cannot set base-url") != NULL, "%s",
+      err->message);
+  /* neither host saw a request, let alone the key */
+  fail_unless_equals_int (sim_stat (other, "api_requests"), 0);
+  fail_unless_equals_int (sim_stat (sim, "api_requests"), 0);
+}
+
+GST_END_TEST;
+
+/* v1: "status": "error" with an error_message is a failure at once, not a
+ * task polled until the timeout */
+GST_START_TEST (test_undocumented_failure_status)
+{
+  const gchar *why = "Network error, please try again later.";
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+
+  fail_unless (sim_set_faultsf (sim, "{\"status_body\": \"{\\\"code\\\": 200, "
+          "\\\"message\\\": \\\"success\\\", \\\"data\\\": {\\\"status\\\": "
+          "\\\"error\\\", \\\"error_message\\\": \\\"%s\\\"}}\"}", why));
+  r = run_src ("prompt=x timeout=10", "fakesink");
+  details = assert_error (r, GST_RESOURCE_ERROR_FAILED, why);
+  fail_unless (gst_structure_get_string (details, "task-id") != NULL);
+  fail_unless_equals_int (sim_stat (sim, "status_requests"), 1);
+  fail_unless_equals_string (gst_structure_get_string (last_task (r),
+          "status"), "failed");
+}
+
+GST_END_TEST;
+
 static Suite *
 grokimaginesrc_suite (void)
 {
@@ -948,6 +1072,10 @@ grokimaginesrc_suite (void)
   tcase_add_test (tc, test_progress_canceled);
   tcase_add_test (tc, test_tags);
   tcase_add_test (tc, test_tags_when_reattached);
+  tcase_add_test (tc, test_uri_refuses_other_parameters);
+  tcase_add_test (tc, test_uri_never_carries_base_url);
+  tcase_add_test (tc, test_uri_key_stays_home);
+  tcase_add_test (tc, test_undocumented_failure_status);
   return s;
 }
 

@@ -48,15 +48,28 @@ GST_START_TEST (test_poll_retries_dropped_connections)
 
 GST_END_TEST;
 
-GST_START_TEST (test_poll_gives_up_after_retries)
+/* A paid task's polls are bound by the job's timeout, not by retries; at
+ * the deadline the error says so and how to reattach */
+GST_START_TEST (test_poll_gives_up_at_deadline)
 {
   g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+  g_autofree gchar *hint = NULL;
+  const gchar *task_id;
 
   fail_unless (sim_set_faults (sim, "{\"status_status\": 500}"));
-  r = run_src ("prompt=x retries=2", "fakesink");
-  assert_error (r, GST_RESOURCE_ERROR_READ, "HTTP 500");
-  /* the first poll and two retries */
-  fail_unless_equals_int (sim_stat (sim, "status_requests"), 3);
+  r = run_src ("prompt=x retries=2 timeout=3", "fakesink");
+  details = assert_error (r, GST_RESOURCE_ERROR_FAILED, "did not finish "
+      "within the timeout of 3 s");
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "HTTP 500");
+  task_id = gst_structure_get_string (details, "task-id");
+  fail_unless (task_id != NULL);
+  hint = g_strdup_printf ("set task-id=%s", task_id);
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, hint);
+  /* more than the first poll and two retries: within 3 s the backoff
+   * allows at least four */
+  fail_unless (sim_stat (sim, "status_requests") >= 4, "%" G_GINT64_FORMAT
+      " polls", sim_stat (sim, "status_requests"));
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
 }
 
@@ -731,6 +744,101 @@ GST_START_TEST (test_https)
 
 GST_END_TEST;
 
+/* --- a paid task is followed to its end ------------------------------------ */
+
+static guint
+count_warnings (Run * r, const gchar * needle)
+{
+  guint i, n = 0;
+
+  for (i = 0; i < r->warnings->len; i++)
+    if (strstr (g_ptr_array_index (r->warnings, i), needle))
+      n++;
+  return n;
+}
+
+/* The status endpoint down for 12 s while a 16 s job runs: the polls wait
+ * it out (retries bounds only the submit), with a warning at each retry */
+GST_START_TEST (test_poll_outlasts_outage)
+{
+  g_autoptr (Run) r = NULL;
+  guint warned;
+
+  fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 16000, "
+          "\"status_outage_ms\": 12000}"));
+  r = run_src ("prompt=x retries=0", "fakesink");
+  assert_ok (r);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  warned = count_warnings (r, "Temporary failure, retrying");
+  fail_unless (warned >= 3, "%u retry warnings", warned);
+  fail_unless (has_warning (r, "status outage"));
+  fail_unless_equals_string (gst_structure_get_string (last_task (r),
+          "status"), "completed");
+}
+
+GST_END_TEST;
+
+/* The download of a completed task is not bound by retries either */
+GST_START_TEST (test_download_outlasts_retries)
+{
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"cdn_status\": 503, "
+          "\"fault_count\": 4}"));
+  r = run_src ("prompt=x retries=1", "fakesink");
+  assert_ok (r);
+  fail_unless (sim_stat (sim, "cdn_requests") >= 5);
+  fail_unless (count_warnings (r, "Temporary failure, retrying") >= 4);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
+/* ... but by the timeout: a download that never recovers ends in an
+ * error naming the task */
+GST_START_TEST (test_download_gives_up_after_timeout)
+{
+  g_autoptr (Run) r = NULL;
+  const GstStructure *details;
+  const gchar *task_id;
+
+  fail_unless (sim_set_faults (sim, "{\"cdn_status\": 503}"));
+  r = run_src ("prompt=x retries=0 timeout=3", "fakesink");
+  details = assert_error (r, GST_RESOURCE_ERROR_READ, "HTTP 503");
+  task_id = gst_structure_get_string (details, "task-id");
+  fail_unless (task_id != NULL);
+  assert_error (r, GST_RESOURCE_ERROR_READ, task_id);
+  fail_unless (sim_stat (sim, "cdn_requests") >= 3);
+}
+
+GST_END_TEST;
+
+/* An answer that breaks off in its body (libsoup ends it like a whole one)
+ * is a dropped connection: a poll retries it ... */
+GST_START_TEST (test_poll_retries_truncated_answers)
+{
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"truncated_answer\": \"status\", "
+          "\"fault_count\": 2}"));
+  r = run_src ("prompt=x retries=0", "fakesink");
+  assert_ok (r);
+  fail_unless (has_warning (r, "broke off after"));
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
+/* ... and the submit's is a lost answer: never sent again */
+GST_START_TEST (test_submit_truncated_answer_not_repeated)
+{
+  check_submit_not_repeated ("{\"truncated_answer\": \"generate\"}",
+      "prompt=x", 1);
+}
+
+GST_END_TEST;
+
 static Suite *
 reliability_suite (void)
 {
@@ -743,7 +851,7 @@ reliability_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_poll_retries_server_errors);
   tcase_add_test (tc, test_poll_retries_dropped_connections);
-  tcase_add_test (tc, test_poll_gives_up_after_retries);
+  tcase_add_test (tc, test_poll_gives_up_at_deadline);
   tcase_add_test (tc, test_submit_never_repeated);
   tcase_add_test (tc, test_submit_retried_after_429);
   tcase_add_test (tc, test_submit_retried_when_unreachable);
@@ -764,6 +872,11 @@ reliability_suite (void)
   tcase_add_test (tc, test_random_cancellations);
   tcase_add_test (tc, test_key_never_shown);
   tcase_add_test (tc, test_https);
+  tcase_add_test (tc, test_poll_outlasts_outage);
+  tcase_add_test (tc, test_download_outlasts_retries);
+  tcase_add_test (tc, test_download_gives_up_after_timeout);
+  tcase_add_test (tc, test_poll_retries_truncated_answers);
+  tcase_add_test (tc, test_submit_truncated_answer_not_repeated);
   return s;
 }
 

@@ -114,6 +114,8 @@ typedef enum
   F_CDN_REDIRECT,
   F_DOWNLOAD_RATE,
   F_BROKEN_RENDER,
+  F_STATUS_OUTAGE,
+  F_TRUNCATED_ANSWER,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -189,6 +191,12 @@ static const FaultSpec fault_specs[N_FAULTS] = {
       G_MAXINT, 0, FALSE, "KBIT/S", "Throttle result bodies (0: unlimited)"),
   [F_BROKEN_RENDER] = SPEC_BOOL ("broken_render", "broken-render", FALSE,
       "Renders fail: their pipeline names an element that does not exist"),
+  [F_STATUS_OUTAGE] = SPEC_INT ("status_outage_ms", "status-outage", 0,
+      G_MAXINT, 0, FALSE, "MS", "Answer status requests 503 for this long "
+      "from when it is set (or from the start)"),
+  [F_TRUNCATED_ANSWER] = SPEC_STRING ("truncated_answer", "truncated-answer",
+      TRUE, TRUE, "generate|status", "Process generate or status requests, "
+      "then break the answer off in its body"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -280,6 +288,7 @@ static struct
   GThreadPool *pool;
   GList *delayed;
   GMainLoop *loop;
+  gint64 status_outage_end;     /* monotonic µs */
 } sim;
 
 static gint shutting_down;
@@ -363,11 +372,20 @@ fault_take (FaultId id)
   return fault_hit (id) ? v : fault_specs[id].def;
 }
 
+/* An outage begins when its fault is set */
+static void
+status_outage_begin (void)
+{
+  sim.status_outage_end = g_get_monotonic_time () +
+      FAULT (STATUS_OUTAGE) * G_TIME_SPAN_MILLISECOND;
+}
+
 static void
 sim_reset_state (void)
 {
   faults_copy (&sim.faults, &sim.cli);
   faults_arm ();
+  status_outage_begin ();
   g_clear_pointer (&sim.stats.last_range, g_free);
   g_clear_pointer (&sim.stats.last_user_agent, g_free);
   memset (&sim.stats, 0, sizeof (sim.stats));
@@ -1439,12 +1457,40 @@ cache_addresses (SoupServerMessage * msg)
 /* Closes the connection of @msg, paused with what is written so far. The
  * connection is taken over from an idle callback, outside libsoup's I/O. */
 static void
-drop_connection (SoupServerMessage * msg)
+drop_connection_with (SoupServerMessage * msg, GSourceFunc close)
 {
   cache_addresses (msg);
   g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
-  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, close_connection,
-      g_object_ref (msg), g_object_unref);
+  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, close, g_object_ref (msg),
+      g_object_unref);
+}
+
+static void
+drop_connection (SoupServerMessage * msg)
+{
+  drop_connection_with (msg, close_connection);
+}
+
+/* Writes the head and the first bytes of a 200 answer on the connection of
+ * @msg, then closes it: the answer breaks off in its body */
+static gboolean
+truncate_connection (gpointer data)
+{
+  static const gchar partial[] = "HTTP/1.1 200 OK\r\n"
+      "Content-Type: application/json\r\nContent-Length: 1000\r\n"
+      "Connection: close\r\n\r\n{\"code\": 200, \"message\": \"success\", "
+      "\"data\": {";
+  SoupServerMessage *msg = data;
+  GIOStream *stream = message_is_finished (msg) ? NULL :
+      soup_server_message_steal_connection (msg);
+
+  if (stream) {
+    g_output_stream_write_all (g_io_stream_get_output_stream (stream),
+        partial, strlen (partial), NULL, NULL, NULL);
+    g_io_stream_close_async (stream, G_PRIORITY_DEFAULT, NULL, stream_closed,
+        NULL);
+  }
+  return G_SOURCE_REMOVE;
 }
 
 /* A generate or status request that passed the checks */
@@ -1461,6 +1507,10 @@ api_process (SoupServerMessage * msg, Endpoint ep, gboolean generate)
 
   if (status) {
     reply_error (msg, status, NULL);
+    return;
+  }
+  if (!generate && g_get_monotonic_time () < sim.status_outage_end) {
+    reply_error (msg, 503, "Service unavailable: status outage");
     return;
   }
   if (body && fault_hit (generate ? F_GENERATE_BODY : F_STATUS_BODY)) {
@@ -1520,6 +1570,11 @@ api_answer (SoupServerMessage * msg)
     if (fault_hit (generate ? F_GENERATE_DROP : F_STATUS_DROP)) {
       soup_server_message_pause (msg);
       drop_connection (msg);
+      return FALSE;
+    }
+    if (fault_hit_kind (F_TRUNCATED_ANSWER, kind)) {
+      soup_server_message_pause (msg);
+      drop_connection_with (msg, truncate_connection);
       return FALSE;
     }
   }
@@ -1766,6 +1821,8 @@ faults_apply (JsonObject * obj, GError ** error)
   if (ok) {
     faults_copy (&sim.faults, &f);
     faults_arm ();
+    if (json_object_has_member (obj, "status_outage_ms"))
+      status_outage_begin ();
     sim.credits = credits;
   }
   faults_clear (&f);
