@@ -51,6 +51,10 @@ teardown (void)
 {
   guint i;
 
+  /* what a test set for the element, left by a failed check */
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+  g_unsetenv ("GROK_IMAGINE_BASE_URL");
+  g_unsetenv ("GROK_IMAGINE_CACHE_DIR");
   if (live_pipelines == NULL)
     return;
   for (i = 0; i < live_pipelines->len; i++) {
