@@ -75,6 +75,9 @@ grok_imagine_error_for_http_status (guint status)
       return GROK_IMAGINE_ERROR_NOT_FOUND;
     case 429:                  /* Too Many Requests */
       return GROK_IMAGINE_ERROR_RATE_LIMITED;
+    case SOUP_STATUS_REQUEST_TIMEOUT:
+      /* a proxy or server that gave up waiting: temporary, like a 5xx */
+      return GROK_IMAGINE_ERROR_SERVER;
     default:
       return SOUP_STATUS_IS_SERVER_ERROR (status) ? GROK_IMAGINE_ERROR_SERVER :
           GROK_IMAGINE_ERROR_HTTP;
