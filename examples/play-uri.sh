@@ -8,7 +8,8 @@
 #
 #   export GROK_IMAGINE_API_KEY=...
 #   examples/play-uri.sh "a quiet lake at dawn" ratio=16:9
-#   examples/play-uri.sh "a dragon" api=grok5imagine model=text-to-video
+#   GROK_IMAGINE_BASE_URL=https://grok5imagine.com \
+#     examples/play-uri.sh "a dragon" api=grok5imagine model=text-to-video
 #   examples/play-uri.sh --task task_123456789     # no new job, no credits
 #
 # PROPERTY=VALUE pairs become query parameters of the URI, e.g.

@@ -149,6 +149,7 @@ typedef struct
   GTlsDatabase *tls_database;
   gchar *cache_dir;
   gboolean refresh;
+  gboolean api_from_uri;        /* the last URI chose api, no property since */
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -955,6 +956,17 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
   if (self->run.base_url == NULL && g_getenv (BASE_URL_ENV)
       && *g_getenv (BASE_URL_ENV))
     self->run.base_url = g_strdup (g_getenv (BASE_URL_ENV));
+  /* the API's default host is where the key goes: a URI cannot pick it */
+  if (self->run.api_from_uri && self->run.base_url == NULL
+      && self->run.req.api != DEFAULT_API) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("The URI chose api=%s, "
+            "but a URI never decides where the key is sent: set the "
+            BASE_URL_ENV " environment variable or the base-url property "
+            "to %s to send it there", grok_imagine_api_get_nick
+            (self->run.req.api),
+            grok_imagine_api_default_base_url (self->run.req.api)), (NULL));
+    goto failed;
+  }
 
   if (self->run.task_id == NULL) {
     if (!grok_imagine_request_validate (&self->run.req, &err)) {
@@ -1414,6 +1426,7 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
   g_autoptr (GArray) values = g_array_new (FALSE, TRUE, sizeof (GValue));
   g_autofree gchar *task_id = NULL;
   const gchar *host, *path, *query;
+  gboolean had_task;
   gchar **p;
   guint i;
 
@@ -1473,11 +1486,19 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
     g_array_append_val (values, v);
   }
 
-  if (task_id)
+  /* a URI of the prompt form asks for a job, not the task of the last URI */
+  GST_OBJECT_LOCK (self);
+  had_task = self->settings.task_id != NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (task_id || had_task)
     g_object_set (self, "task-id", task_id, NULL);
   for (i = 0; i < names->len; i++)
     g_object_set_property (G_OBJECT (self), g_ptr_array_index (names, i),
         &g_array_index (values, GValue, i));
+  GST_OBJECT_LOCK (self);
+  self->settings.api_from_uri = g_ptr_array_find_with_equal_func (names,
+      "api", g_str_equal, NULL);
+  GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
 
@@ -1527,6 +1548,7 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     }
     case PROP_API:
       s->req.api = g_value_get_enum (value);
+      s->api_from_uri = FALSE;
       break;
     case PROP_BASE_URL:
       g_free (s->base_url);

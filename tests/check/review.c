@@ -2,6 +2,91 @@
  * URI leaves behind, and answers of an outage the first retries missed. */
 #include "common.h"
 
+#include <string.h>
+
+/* A pipeline of @src and a fakesink, torn down by teardown() */
+static GstElement *
+src_pipeline (GstElement * src)
+{
+  GstElement *pipeline = gst_pipeline_new (NULL);
+  GstElement *sink = gst_element_factory_make ("fakesink", NULL);
+
+  fail_unless (src != NULL && sink != NULL);
+  gst_bin_add_many (GST_BIN (pipeline), src, sink, NULL);
+  fail_unless (gst_element_link (src, sink));
+  return track_pipeline (pipeline);
+}
+
+/* api= in a URI picks a dialect, never the host the key goes to: without a
+ * base URL from the application or the environment, api=grok5imagine
+ * would have sent the one GROK_IMAGINE_API_KEY to the other provider */
+GST_START_TEST (test_uri_api_never_picks_key_host)
+{
+  const gchar *uri = "grokimagine://?prompt=x&api=grok5imagine"
+      "&poll-interval=50";
+  g_autoptr (GstElement) p1 = NULL, p2 = NULL, p3 = NULL;
+  g_autoptr (Run) r1 = NULL, r2 = NULL, r3 = NULL;
+  GstElement *src;
+
+  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  g_unsetenv ("GROK_IMAGINE_BASE_URL");
+  p1 = src_pipeline (gst_element_make_from_uri (GST_URI_SRC, uri, NULL,
+          NULL));
+  r1 = run_pipeline (p1);
+  assert_error (r1, GST_RESOURCE_ERROR_SETTINGS, "GROK_IMAGINE_BASE_URL");
+  assert_error (r1, GST_RESOURCE_ERROR_SETTINGS, "https://grok5imagine.com");
+
+  /* with the destination set outside the URI, the same URI runs */
+  g_setenv ("GROK_IMAGINE_BASE_URL", sim_api_url (sim), TRUE);
+  p2 = src_pipeline (gst_element_make_from_uri (GST_URI_SRC, uri, NULL,
+          NULL));
+  r2 = run_pipeline (p2);
+  assert_ok (r2);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  g_unsetenv ("GROK_IMAGINE_BASE_URL");
+
+  /* an application that sets api itself (source-setup) chose the host */
+  fail_unless (sim_reset (sim));
+  src = gst_element_make_from_uri (GST_URI_SRC, uri, NULL, NULL);
+  fail_unless (src != NULL);
+  gst_util_set_object_arg (G_OBJECT (src), "api", "grok5imagine");
+  g_object_set (src, "base-url", sim_api_url (sim), NULL);
+  p3 = src_pipeline (src);
+  r3 = run_pipeline (p3);
+  assert_ok (r3);
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+}
+
+GST_END_TEST;
+
+/* A second URI describes a new request: the task of a first
+ * grokimagine://task/<id> URI does not stay behind */
+GST_START_TEST (test_uri_replaces_last_task)
+{
+  GstElement *src = gst_element_factory_make ("grokimaginesrc", NULL);
+  g_autoptr (GstElement) pipeline = NULL;
+  g_autofree gchar *task_id = NULL, *uri = NULL;
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (src != NULL);
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://task/task_old", NULL));
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=fresh&poll-interval=50", NULL));
+  g_object_get (src, "task-id", &task_id, NULL);
+  fail_unless (task_id == NULL, "task-id is still %s", task_id);
+  uri = gst_uri_handler_get_uri (GST_URI_HANDLER (src));
+  fail_unless (strstr (uri, "prompt=fresh") != NULL, "%s", uri);
+
+  g_object_set (src, "base-url", sim_api_url (sim), "api-key", SIM_KEY, NULL);
+  pipeline = src_pipeline (src);
+  r = run_pipeline (pipeline);
+  assert_ok (r);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
 /* HTTP 408 (a proxy that gave up waiting) is an outage like a 5xx: the
  * polls and the download of a paid task retry it */
 GST_START_TEST (test_408_retried_for_paid_task)
@@ -34,6 +119,8 @@ review_suite (void)
   tcase_set_timeout (tc, 120);
   tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
   tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_uri_api_never_picks_key_host);
+  tcase_add_test (tc, test_uri_replaces_last_task);
   tcase_add_test (tc, test_408_retried_for_paid_task);
   return s;
 }
