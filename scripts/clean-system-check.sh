@@ -27,4 +27,5 @@ else
   logs+=(--fail "build of the test suite")
 fi
 echo "=== clean system: tests took $((SECONDS - t1)) s"
-python3 scripts/summarize-tests.py "${logs[@]}"
+# every package is installed here: a skipped test means one is missing
+python3 scripts/summarize-tests.py --skips-fail "${logs[@]}"

@@ -2,8 +2,8 @@
 """Prints 'N passed, N failed' from one or more meson testlog.json files.
 Skipped tests count neither way; they are listed on stderr.
 
-    summarize-tests.py [--once] LOG [[--once] LOG ...] [--fail STAGE ...]
-                       [--counts P F STAGE ...]
+    summarize-tests.py [--skips-fail] [--once] LOG [[--once] LOG ...]
+                       [--fail STAGE ...] [--counts P F STAGE ...]
 
 A gstcheck program counts each of its checks (its 'Checks: N, Failures: F,
 Errors: E' line); any other test program counts once, by its result. A
@@ -19,6 +19,8 @@ report, a crash at exit) counts one failure more.
 --counts P F STAGE
              adds P passed and F failed tests of a stage that counted its
              own (the clean-system stage, which runs in a chroot)
+--skips-fail counts each skipped test as a failure (the clean system, where
+             a test skips only when an installed package is missing)
 """
 import json
 import re
@@ -27,6 +29,7 @@ import sys
 CHECKS = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
 
 passed = failed = skipped = 0
+skips_fail = False
 
 
 def fail(what):
@@ -58,6 +61,8 @@ def summarize(path, once):
                 if result == "FAIL" and failures + errors == 0:
                     fail(f"{name}: FAIL after its checks passed "
                          f"(exit status {test.get('returncode')})")
+            elif result == "SKIP" and skips_fail:
+                fail(f"{name}: skipped, so a package it needs is missing")
             elif result == "SKIP":
                 skipped += 1
                 print(f"{name}: skipped", file=sys.stderr)
@@ -74,6 +79,8 @@ while args:
     arg = args.pop(0)
     if arg == "--once":
         once = True
+    elif arg == "--skips-fail":
+        skips_fail = True
     elif arg == "--fail":
         fail(f"{args.pop(0) if args else 'a stage'}: failed")
     elif arg == "--pass":
