@@ -40,7 +40,7 @@ for arg in "$@"; do
 done
 
 # The packages that have the elements the programs create
-while read -r element package _; do
+while read -r element package _ || [ -n "$element" ]; do
   case $element in ''|'#'*) continue ;; esac
   [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
 done <"$elements"
@@ -48,7 +48,7 @@ done <"$elements"
 # check_elements: every element of gst-elements.txt exists, by name
 check_elements() {
   local element package bad=0
-  while read -r element package _; do
+  while read -r element package _ || [ -n "$element" ]; do
     case $element in ''|'#'*) continue ;; esac
     if ! gst-inspect-1.0 --exists "$element" 2>/dev/null; then
       echo "install-deps: the GStreamer element '$element' is missing; it is in the Debian package '$package' (apt-get install $package)" >&2
