@@ -469,6 +469,16 @@ call_api_once (GrokImagineClient * client, const gchar * method,
     if (!SOUP_STATUS_IS_REDIRECTION (status))
       break;
 
+    /* only 307 and 308 ask to send the same POST again: after any other
+     * redirect the job may have been taken, and a second POST pays twice */
+    if (json && status != SOUP_STATUS_TEMPORARY_REDIRECT
+        && status != SOUP_STATUS_PERMANENT_REDIRECT) {
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+          "HTTP %u %s: the API answered the job's POST with a redirect, "
+          "which is not followed", status,
+          soup_message_get_reason_phrase (msg));
+      return NULL;
+    }
     location = soup_message_headers_get_one (soup_message_get_response_headers
         (msg), "Location");
     if (location)

@@ -109,6 +109,24 @@ GST_START_TEST (test_408_retried_for_paid_task)
 
 GST_END_TEST;
 
+/* A 303 (or 301, 302) after the paid POST means the job may have been
+ * taken: the POST is never sent again, and the error says credits may have
+ * been charged */
+GST_START_TEST (test_submit_redirect_not_reposted)
+{
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"generate_see_other\": true, "
+          "\"fault_count\": 1}"));
+  r = run_src ("prompt=x", "fakesink");
+  assert_error (r, GST_RESOURCE_ERROR_READ, "credits charged");
+  assert_error (r, GST_RESOURCE_ERROR_READ, "HTTP 303");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
 static Suite *
 review_suite (void)
 {
@@ -122,6 +140,7 @@ review_suite (void)
   tcase_add_test (tc, test_uri_api_never_picks_key_host);
   tcase_add_test (tc, test_uri_replaces_last_task);
   tcase_add_test (tc, test_408_retried_for_paid_task);
+  tcase_add_test (tc, test_submit_redirect_not_reposted);
   return s;
 }
 

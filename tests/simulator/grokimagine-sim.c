@@ -116,6 +116,7 @@ typedef enum
   F_BROKEN_RENDER,
   F_STATUS_OUTAGE,
   F_TRUNCATED_ANSWER,
+  F_GENERATE_SEE_OTHER,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -197,6 +198,9 @@ static const FaultSpec fault_specs[N_FAULTS] = {
   [F_TRUNCATED_ANSWER] = SPEC_STRING ("truncated_answer", "truncated-answer",
       TRUE, TRUE, "generate|status", "Process generate or status requests, "
       "then break the answer off in its body"),
+  [F_GENERATE_SEE_OTHER] = SPEC_BOOL ("generate_see_other",
+      "generate-see-other", TRUE, "Process generate requests, then answer "
+      "303 See Other to the generate URL itself"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -1564,6 +1568,8 @@ api_answer (SoupServerMessage * msg)
     reply_error (msg, 401, NULL);
   } else {
     api_process (msg, ep, generate);
+    if (generate && fault_hit (F_GENERATE_SEE_OTHER))
+      soup_server_message_set_redirect (msg, 303, path);
     if (FAULT (RATELIMIT_REMAINING_ZERO) &&
         SOUP_STATUS_IS_SUCCESSFUL (soup_server_message_get_status (msg)))
       set_rate_headers (msg, 0, g_get_real_time () + G_USEC_PER_SEC);
