@@ -516,6 +516,28 @@ call_api_once (GrokImagineClient * client, const gchar * method,
   return NULL;
 }
 
+/* grok_imagine_http_retry() for an API request; an idempotent one that
+ * was still failing at its deadline ends in a timeout error */
+static gboolean
+retry_api (GrokImagineClient * client, gboolean idempotent, guint attempt,
+    gint64 deadline, GCancellable * cancellable, GError ** error)
+{
+  GError *last;
+
+  if (grok_imagine_http_retry (&client->http, idempotent, attempt, deadline,
+          cancellable, error))
+    return TRUE;
+  if (idempotent && deadline != GROK_IMAGINE_NO_DEADLINE
+      && g_get_monotonic_time () >= deadline && is_transient (*error, TRUE)) {
+    last = *error;
+    *error = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+        "the API was still failing at the deadline, after %u attempts: %s",
+        attempt + 1, last->message);
+    g_error_free (last);
+  }
+  return FALSE;
+}
+
 /* An API request with rate-limit waits and retries. */
 static GBytes *
 call_api (GrokImagineClient * client, const gchar * method,
@@ -548,20 +570,9 @@ call_api (GrokImagineClient * client, const gchar * method,
       g_clear_error (error);
       continue;
     }
-    if (!grok_imagine_http_retry (&client->http, idempotent, attempt,
-            deadline, cancellable, error)) {
-      if (idempotent && deadline != GROK_IMAGINE_NO_DEADLINE
-          && g_get_monotonic_time () >= deadline
-          && is_transient (*error, TRUE)) {
-        GError *last = *error;
-
-        *error = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
-            "the API was still failing at the deadline, after %u "
-            "attempts: %s", attempt + 1, last->message);
-        g_error_free (last);
-      }
+    if (!retry_api (client, idempotent, attempt, deadline, cancellable,
+            error))
       return NULL;
-    }
   }
 }
 
@@ -590,11 +601,21 @@ grok_imagine_client_poll (GrokImagineClient * client, const gchar * task_id,
   g_autofree gchar *escaped = g_uri_escape_string (task_id, NULL, FALSE);
   g_autofree gchar *path = g_strdup_printf ("%s?task_id=%s",
       grok_imagine_api_status_path (client->api), escaped);
-  g_autoptr (GBytes) answer = call_api (client, "GET", path, NULL, TRUE,
-      deadline, cancellable, http_status, error);
+  guint attempt;
 
-  if (answer == NULL)
-    return NULL;
-  return grok_imagine_parse_status (client->api,
-      g_bytes_get_data (answer, NULL), g_bytes_get_size (answer), error);
+  for (attempt = 0;; attempt++) {
+    g_autoptr (GBytes) answer = call_api (client, "GET", path, NULL, TRUE,
+        deadline, cancellable, http_status, error);
+    GrokImagineStatus *st;
+
+    if (answer == NULL)
+      return NULL;
+    st = grok_imagine_parse_status (client->api,
+        g_bytes_get_data (answer, NULL), g_bytes_get_size (answer), error);
+    /* an HTTP 200 whose envelope says the server failed (code 500) is an
+     * outage like an HTTP 500 */
+    if (st || !retry_api (client, TRUE, attempt, deadline, cancellable,
+            error))
+      return st;
+  }
 }

@@ -127,6 +127,22 @@ GST_START_TEST (test_submit_redirect_not_reposted)
 
 GST_END_TEST;
 
+/* An HTTP 200 whose envelope says code 500 is an outage too: the polls
+ * of the paid task retry it */
+GST_START_TEST (test_poll_retries_envelope_server_error)
+{
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"status_body\": \"{\\\"code\\\": "
+          "500, \\\"message\\\": \\\"Internal error\\\"}\", "
+          "\"fault_count\": 2}"));
+  r = run_src ("prompt=x", "fakesink");
+  assert_ok (r);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
 static Suite *
 review_suite (void)
 {
@@ -141,6 +157,7 @@ review_suite (void)
   tcase_add_test (tc, test_uri_replaces_last_task);
   tcase_add_test (tc, test_408_retried_for_paid_task);
   tcase_add_test (tc, test_submit_redirect_not_reposted);
+  tcase_add_test (tc, test_poll_retries_envelope_server_error);
   return s;
 }
 
