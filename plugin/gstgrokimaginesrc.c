@@ -159,6 +159,7 @@ struct _GstGrokImagineSrc
   Settings settings;            /* object lock */
   gchar *submitted_task_id;     /* object lock: the task this element paid for */
   gchar *submitted_fingerprint; /* object lock: ...and the request it was for */
+  gchar **uri_params;           /* the parameters the last URI set */
 
   /* unlock() may come from any thread before, during or after a request:
    * it cancels this, and unlock_stop() puts a fresh one in its place */
@@ -1486,7 +1487,21 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
     g_array_append_val (values, v);
   }
 
-  /* a URI of the prompt form asks for a job, not the task of the last URI */
+  /* a new URI replaces the last one: what that set and this one does not
+   * goes back to its default; a URI of the prompt form asks for a job, not
+   * the task of the last URI */
+  for (p = self->uri_params; p && *p; p++) {
+    GParamSpec *pspec;
+    GValue v = G_VALUE_INIT;
+
+    if (g_ptr_array_find_with_equal_func (names, *p, g_str_equal, NULL))
+      continue;
+    pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (self), *p);
+    g_value_init (&v, pspec->value_type);
+    g_param_value_set_default (pspec, &v);
+    g_object_set_property (G_OBJECT (self), *p, &v);
+    g_value_unset (&v);
+  }
   GST_OBJECT_LOCK (self);
   had_task = self->settings.task_id != NULL;
   GST_OBJECT_UNLOCK (self);
@@ -1496,9 +1511,12 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
     g_object_set_property (G_OBJECT (self), g_ptr_array_index (names, i),
         &g_array_index (values, GValue, i));
   GST_OBJECT_LOCK (self);
-  self->settings.api_from_uri = g_ptr_array_find_with_equal_func (names,
-      "api", g_str_equal, NULL);
+  if (g_ptr_array_find_with_equal_func (names, "api", g_str_equal, NULL))
+    self->settings.api_from_uri = TRUE;
   GST_OBJECT_UNLOCK (self);
+  g_strfreev (self->uri_params);
+  g_ptr_array_add (names, NULL);
+  self->uri_params = g_strdupv ((GStrv) names->pdata);
   return TRUE;
 }
 
@@ -1720,6 +1738,7 @@ gst_grok_imagine_src_finalize (GObject * object)
   settings_clear (&self->run);
   g_free (self->submitted_task_id);
   g_free (self->submitted_fingerprint);
+  g_strfreev (self->uri_params);
   g_object_unref (self->cancellable);
   g_mutex_clear (&self->cancel_lock);
   G_OBJECT_CLASS (parent_class)->finalize (object);

@@ -143,6 +143,39 @@ GST_START_TEST (test_poll_retries_envelope_server_error)
 
 GST_END_TEST;
 
+/* What the last URI set and a new one does not goes back to its default
+ * (api above all: it picks the host); what the application set stays */
+GST_START_TEST (test_uri_replaces_last_uri)
+{
+  GstElement *src = gst_element_factory_make ("grokimaginesrc", NULL);
+  g_autofree gchar *ratio = NULL;
+  GEnumValue *api;
+  GValue v = G_VALUE_INIT;
+  guint timeout = 0, poll = 0;
+
+  fail_unless (src != NULL);
+  g_object_set (src, "timeout", 77, NULL);
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=a&api=grok5imagine&ratio=16:9"
+          "&poll-interval=100", NULL));
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=b&poll-interval=200", NULL));
+  g_value_init (&v, g_object_class_find_property (G_OBJECT_GET_CLASS (src),
+          "api")->value_type);
+  g_object_get_property (G_OBJECT (src), "api", &v);
+  api = g_enum_get_value (g_type_class_peek (G_VALUE_TYPE (&v)),
+      g_value_get_enum (&v));
+  fail_unless_equals_string (api->value_nick, "grokimagineapi");
+  g_object_get (src, "ratio", &ratio, "poll-interval", &poll, "timeout",
+      &timeout, NULL);
+  fail_unless_equals_string (ratio, "1:1");
+  fail_unless_equals_int (poll, 200);
+  fail_unless_equals_int (timeout, 77);
+  gst_object_unref (src);
+}
+
+GST_END_TEST;
+
 static Suite *
 review_suite (void)
 {
@@ -155,6 +188,7 @@ review_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_uri_api_never_picks_key_host);
   tcase_add_test (tc, test_uri_replaces_last_task);
+  tcase_add_test (tc, test_uri_replaces_last_uri);
   tcase_add_test (tc, test_408_retried_for_paid_task);
   tcase_add_test (tc, test_submit_redirect_not_reposted);
   tcase_add_test (tc, test_poll_retries_envelope_server_error);
