@@ -149,7 +149,8 @@ typedef struct
   GTlsDatabase *tls_database;
   gchar *cache_dir;
   gboolean refresh;
-  gboolean api_from_uri;        /* the last URI chose api, no property since */
+  GrokImagineApi api_host;      /* api as the application set it (never a
+                                 * URI): whose default host may get the key */
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -160,6 +161,7 @@ struct _GstGrokImagineSrc
   gchar *submitted_task_id;     /* object lock: the task this element paid for */
   gchar *submitted_fingerprint; /* object lock: ...and the request it was for */
   gchar **uri_params;           /* the parameters the last URI set */
+  gboolean applying_uri;        /* object lock: set_uri() sets properties */
 
   /* unlock() may come from any thread before, during or after a request:
    * it cancels this, and unlock_stop() puts a fresh one in its place */
@@ -958,8 +960,7 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
       && *g_getenv (BASE_URL_ENV))
     self->run.base_url = g_strdup (g_getenv (BASE_URL_ENV));
   /* the API's default host is where the key goes: a URI cannot pick it */
-  if (self->run.api_from_uri && self->run.base_url == NULL
-      && self->run.req.api != DEFAULT_API) {
+  if (self->run.base_url == NULL && self->run.req.api != self->run.api_host) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("The URI chose api=%s, "
             "but a URI never decides where the key is sent: set the "
             BASE_URL_ENV " environment variable or the base-url property "
@@ -1427,6 +1428,7 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
   g_autoptr (GArray) values = g_array_new (FALSE, TRUE, sizeof (GValue));
   g_autofree gchar *task_id = NULL;
   const gchar *host, *path, *query;
+  GrokImagineApi api_host;
   gboolean had_task;
   gchar **p;
   guint i;
@@ -1489,7 +1491,12 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
 
   /* a new URI replaces the last one: what that set and this one does not
    * goes back to its default; a URI of the prompt form asks for a job, not
-   * the task of the last URI */
+   * the task of the last URI; api goes back to the application's */
+  GST_OBJECT_LOCK (self);
+  self->applying_uri = TRUE;
+  had_task = self->settings.task_id != NULL;
+  api_host = self->settings.api_host;
+  GST_OBJECT_UNLOCK (self);
   for (p = self->uri_params; p && *p; p++) {
     GParamSpec *pspec;
     GValue v = G_VALUE_INIT;
@@ -1499,20 +1506,18 @@ gst_grok_imagine_src_uri_set_uri (GstURIHandler * handler, const gchar * uri,
     pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (self), *p);
     g_value_init (&v, pspec->value_type);
     g_param_value_set_default (pspec, &v);
+    if (g_str_equal (*p, "api"))
+      g_value_set_enum (&v, api_host);
     g_object_set_property (G_OBJECT (self), *p, &v);
     g_value_unset (&v);
   }
-  GST_OBJECT_LOCK (self);
-  had_task = self->settings.task_id != NULL;
-  GST_OBJECT_UNLOCK (self);
   if (task_id || had_task)
     g_object_set (self, "task-id", task_id, NULL);
   for (i = 0; i < names->len; i++)
     g_object_set_property (G_OBJECT (self), g_ptr_array_index (names, i),
         &g_array_index (values, GValue, i));
   GST_OBJECT_LOCK (self);
-  if (g_ptr_array_find_with_equal_func (names, "api", g_str_equal, NULL))
-    self->settings.api_from_uri = TRUE;
+  self->applying_uri = FALSE;
   GST_OBJECT_UNLOCK (self);
   g_strfreev (self->uri_params);
   g_ptr_array_add (names, NULL);
@@ -1566,7 +1571,8 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     }
     case PROP_API:
       s->req.api = g_value_get_enum (value);
-      s->api_from_uri = FALSE;
+      if (!self->applying_uri)
+        s->api_host = s->req.api;
       break;
     case PROP_BASE_URL:
       g_free (s->base_url);
@@ -1750,6 +1756,7 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   Settings *s = &self->settings;
 
   s->req.api = DEFAULT_API;
+  s->api_host = DEFAULT_API;
   s->req.mode = g_strdup (DEFAULT_MODE);
   s->req.ratio = g_strdup (DEFAULT_RATIO);
   s->req.model = DEFAULT_MODEL;

@@ -24,8 +24,8 @@ GST_START_TEST (test_uri_api_never_picks_key_host)
 {
   const gchar *uri = "grokimagine://?prompt=x&api=grok5imagine"
       "&poll-interval=50";
-  g_autoptr (GstElement) p1 = NULL, p2 = NULL, p3 = NULL;
-  g_autoptr (Run) r1 = NULL, r2 = NULL, r3 = NULL;
+  g_autoptr (GstElement) p1 = NULL, p2 = NULL, p3 = NULL, p4 = NULL;
+  g_autoptr (Run) r1 = NULL, r2 = NULL, r3 = NULL, r4 = NULL;
   GstElement *src;
 
   g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
@@ -54,6 +54,16 @@ GST_START_TEST (test_uri_api_never_picks_key_host)
   p3 = src_pipeline (src);
   r3 = run_pipeline (p3);
   assert_ok (r3);
+
+  /* nor can a URI take the key from the application's API to the other */
+  src = gst_element_factory_make ("grokimaginesrc", NULL);
+  fail_unless (src != NULL);
+  gst_util_set_object_arg (G_OBJECT (src), "api", "grok5imagine");
+  fail_unless (gst_uri_handler_set_uri (GST_URI_HANDLER (src),
+          "grokimagine://?prompt=x&api=grokimagineapi", NULL));
+  p4 = src_pipeline (src);
+  r4 = run_pipeline (p4);
+  assert_error (r4, GST_RESOURCE_ERROR_SETTINGS, "https://grokimagineapi.com");
   g_unsetenv ("GROK_IMAGINE_API_KEY");
 }
 
