@@ -492,8 +492,8 @@ grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
 
   if (g_ascii_strcasecmp (raw, "failed") == 0)
     st->state = GROK_IMAGINE_STATE_FAILED;
-  else if (g_str_equal (raw, api == GROK_IMAGINE_API_GROK5 ?
-          "SUCCESS" : "completed"))
+  else if (g_ascii_strcasecmp (raw, api == GROK_IMAGINE_API_GROK5 ?
+          "SUCCESS" : "completed") == 0)
     st->state = st->error_message ? GROK_IMAGINE_STATE_FAILED :
         GROK_IMAGINE_STATE_COMPLETED;
   else if (st->error_message && !is_documented_running (api, raw))

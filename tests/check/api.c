@@ -292,6 +292,11 @@ GST_START_TEST (test_status_v1)
       GROK_IMAGINE_STATE_PENDING);
   assert_state (GROK_IMAGINE_API_V1, "error", "null",
       GROK_IMAGINE_STATE_PENDING);
+  /* the terminal statuses are matched alike, whatever their case */
+  assert_state (GROK_IMAGINE_API_V1, "Completed", "null",
+      GROK_IMAGINE_STATE_COMPLETED);
+  assert_state (GROK_IMAGINE_API_V1, "FAILED", "null",
+      GROK_IMAGINE_STATE_FAILED);
 
   /* bad answers are errors, never crashes */
   fail_unless (PARSE (GROK_IMAGINE_API_V1, "{\"data\":{\"status\":5}}",
