@@ -8,12 +8,15 @@
 
 SimProcess *sim;
 
-/* A grokimaginesrc pointed at the simulator, as a launch-line fragment */
+/* A grokimaginesrc pointed at the simulator, as a launch-line fragment.
+ * Its tasks are its own (share-tasks=false): the tests of a program run in
+ * one process and often repeat a request. */
 gchar *
 src_desc (const gchar * extra)
 {
   return g_strdup_printf ("grokimaginesrc name=src base-url=%s api-key="
-      SIM_KEY " poll-interval=50 %s", sim_api_url (sim), extra);
+      SIM_KEY " poll-interval=50 share-tasks=false %s", sim_api_url (sim),
+      extra);
 }
 
 void
