@@ -587,6 +587,8 @@ grok_imagine_job_run (GrokImagineJob * job, GCancellable * cancellable,
   if (!job->decided && job->given_task_id) {
     job->task_id = g_strdup (job->given_task_id);
     job->decided = TRUE;
+    job->notify (GROK_IMAGINE_JOB_REATTACHED, job->task_id, NULL, "task-id",
+        job->user_data);
   }
   if (!job->decided) {
     if (!decide (job, cancellable, doing, error))

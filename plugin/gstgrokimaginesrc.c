@@ -19,7 +19,11 @@
  *
  * The job is submitted in the streaming thread when the element goes to
  * PAUSED, so gst_element_set_state() returns at once (ASYNC) and
- * set_state(NULL) cancels any request or wait. The task id is posted on the
+ * set_state(NULL) cancels any request or wait, except a paid POST of which
+ * anything has left: its answer is awaited (at most #GstGrokImagineSrc:
+ * request-timeout, never more than 10 s) and its task recorded, as it is
+ * for a seek. Elements of one process with the same request share its
+ * task (#GstGrokImagineSrc:share-tasks). The task id is posted on the
  * bus in a `grokimagine-task` element message as soon as it exists, and at
  * every status change, with the fields `task-id`, `status` (submitted,
  * pending, completed, failed), `raw-status`, `api`, and on completion

@@ -8,8 +8,6 @@
 #include "grokimagine-job.h"
 #include "grokimagine-journal.h"
 
-#define WAIT_STEP_US (20 * 1000)
-
 static gchar *cache_dir;
 static GrokImagineHttp http;
 static GrokImagineClient *client;
@@ -144,20 +142,6 @@ assert_message (const GError * err, const gchar * needle)
       err->message, needle);
 }
 
-/* Polls a simulator counter until it reaches @value, for at most 10 s */
-static gboolean
-stat_reaches (const gchar * name, gint64 value)
-{
-  guint i;
-
-  for (i = 0; i < 500; i++) {
-    if (sim_stat (sim, name) >= value)
-      return TRUE;
-    g_usleep (WAIT_STEP_US);
-  }
-  return FALSE;
-}
-
 static GrokImagineEntry *
 read_entry (Spec * spec)
 {
@@ -243,7 +227,7 @@ GST_START_TEST (test_cancel_during_post_awaits_answer)
   spec.s.cache_dir = NULL;
   fail_unless (sim_set_faults (sim, "{\"generate_delay_ms\": 800}"));
   r = running_start (&spec);
-  fail_unless (stat_reaches ("generate_requests", 1));
+  fail_unless (sim_stat_reaches ("generate_requests", 1));
   /* a seek: unlock() cancels while the POST waits for its answer */
   g_cancellable_cancel (r->cancellable);
   running_join (r);
@@ -284,7 +268,7 @@ GST_START_TEST (test_cancel_before_post_left)
   body = soup_session_send_and_read (http.session, msg, NULL, NULL);
   r = running_start (&spec);
   /* refused with 429: the client waits about a minute for the window */
-  fail_unless (stat_reaches ("rate_limited", 1));
+  fail_unless (sim_stat_reaches ("rate_limited", 1));
   g_cancellable_cancel (r->cancellable);
   running_join (r);
   fail_unless (g_error_matches (r->error, G_IO_ERROR, G_IO_ERROR_CANCELLED),
@@ -306,7 +290,7 @@ GST_START_TEST (test_stop_awaits_answer)
   spec_init (&spec, "stopped during the POST");
   fail_unless (sim_set_faults (sim, "{\"generate_delay_ms\": 800}"));
   r = running_start (&spec);
-  fail_unless (stat_reaches ("generate_requests", 1));
+  fail_unless (sim_stat_reaches ("generate_requests", 1));
   task_id = grok_imagine_job_stop (r->job, 10 * G_TIME_SPAN_SECOND);
   fail_unless (task_id != NULL);
   g_cancellable_cancel (r->cancellable);
@@ -331,7 +315,7 @@ GST_START_TEST (test_stop_gives_up_in_doubt)
   spec_init (&spec, "stopped, answer too late");
   fail_unless (sim_set_faults (sim, "{\"generate_delay_ms\": 4000}"));
   r = running_start (&spec);
-  fail_unless (stat_reaches ("generate_requests", 1));
+  fail_unless (sim_stat_reaches ("generate_requests", 1));
   fail_unless (grok_imagine_job_stop (r->job, 100 * G_TIME_SPAN_MILLISECOND)
       == NULL);
   running_join (r);
@@ -360,7 +344,7 @@ GST_START_TEST (test_submitting_marked_before_post)
   spec_init (&spec, "marked");
   fail_unless (sim_set_faults (sim, "{\"generate_delay_ms\": 600}"));
   r = running_start (&spec);
-  fail_unless (stat_reaches ("generate_requests", 1));
+  fail_unless (sim_stat_reaches ("generate_requests", 1));
   /* what a kill now would leave behind */
   e = read_entry (&spec);
   fail_unless (e != NULL);

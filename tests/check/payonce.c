@@ -4,8 +4,6 @@
 
 #include <string.h>
 
-#define STEP_US (20 * 1000)
-
 static gchar *cache_dir;
 
 static void
@@ -41,38 +39,13 @@ run_props (const gchar * props)
   return r;
 }
 
-/* Polls a simulator counter until it reaches @value, for at most 10 s */
-static gboolean
-stat_reaches (const gchar * name, gint64 value)
-{
-  guint i;
-
-  for (i = 0; i < 500; i++) {
-    if (sim_stat (sim, name) >= value)
-      return TRUE;
-    g_usleep (STEP_US);
-  }
-  return FALSE;
-}
-
-static gboolean
-has_warning (Run * r, const gchar * needle)
-{
-  guint i;
-
-  for (i = 0; i < r->warnings->len; i++)
-    if (strstr (g_ptr_array_index (r->warnings, i), needle))
-      return TRUE;
-  return FALSE;
-}
-
 /* Starts @pipeline and waits until its POST has reached the simulator */
 static void
 start_until_posted (GstElement * pipeline)
 {
   fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING) !=
       GST_STATE_CHANGE_FAILURE);
-  if (!stat_reaches ("generate_requests", 1)) {
+  if (!sim_stat_reaches ("generate_requests", 1)) {
     gst_element_set_state (pipeline, GST_STATE_NULL);
     fail ("the POST never arrived");
   }
@@ -123,36 +96,6 @@ GST_START_TEST (test_eos_during_post)
 
 GST_END_TEST;
 
-static Run *
-collect_bus (GstElement * pipeline)
-{
-  Run *r = g_new0 (Run, 1);
-  GstBus *bus = gst_element_get_bus (pipeline);
-  GstMessage *msg;
-
-  r->tasks = g_ptr_array_new_with_free_func ((GDestroyNotify)
-      gst_structure_free);
-  r->warnings = g_ptr_array_new_with_free_func (g_free);
-  r->progress = g_ptr_array_new_with_free_func (g_free);
-  r->log = g_string_new (NULL);
-  while ((msg = gst_bus_pop (bus))) {
-    const GstStructure *s = gst_message_get_structure (msg);
-
-    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING) {
-      g_autoptr (GError) err = NULL;
-
-      gst_message_parse_warning (msg, &err, NULL);
-      g_ptr_array_add (r->warnings, g_strdup (err->message));
-    } else if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT
-        && gst_structure_has_name (s, "grokimagine-task")) {
-      g_ptr_array_add (r->tasks, gst_structure_copy (s));
-    }
-    gst_message_unref (msg);
-  }
-  gst_object_unref (bus);
-  return r;
-}
-
 /* set_state(NULL) during the POST waits for its answer, posts and records
  * the task: the same pipeline again costs nothing more */
 GST_START_TEST (test_stop_during_post)
@@ -166,14 +109,14 @@ GST_START_TEST (test_stop_during_post)
   start_until_posted (pipeline);
   /* the stop: PAUSED to READY (in NULL, the bus drops its messages) */
   gst_element_set_state (pipeline, GST_STATE_READY);
-  stopped = collect_bus (pipeline);
+  stopped = run_drain (pipeline);
   gst_element_set_state (pipeline, GST_STATE_NULL);
   gst_object_unref (pipeline);
   task_id = gst_structure_get_string (last_task (stopped), "task-id");
   fail_unless_equals_string (gst_structure_get_string (last_task (stopped),
           "status"), "submitted");
   named = g_strdup_printf ("task-id=%s", task_id);
-  fail_unless (has_warning (stopped, named));
+  fail_unless (run_has_warning (stopped, named));
 
   again = run_props ("prompt=\"stopped during the POST\"");
   assert_ok (again);
@@ -292,7 +235,7 @@ GST_START_TEST (test_failed_task_rerun)
   fail_unless (sim_reset (sim));
   again = run_props ("prompt=\"fails once\"");
   assert_ok (again);
-  fail_unless (has_warning (again, "submitting it anew"));
+  fail_unless (run_has_warning (again, "submitting it anew"));
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
 }
 
