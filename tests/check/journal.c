@@ -35,6 +35,16 @@ entry_path (void)
   return NULL;
 }
 
+static gboolean
+entry_has (const gchar * text)
+{
+  g_autofree gchar *path = entry_path ();
+  g_autofree gchar *data = NULL;
+
+  return path && g_file_get_contents (path, &data, NULL, NULL)
+      && strstr (data, text) != NULL;
+}
+
 static GBytes *
 run_to_file (const gchar * props, Run ** run)
 {
@@ -270,19 +280,20 @@ GST_START_TEST (test_rerun_after_sigkill)
   g_autoptr (GError) err = NULL;
   g_autoptr (Run) r = NULL;
   g_autoptr (GBytes) got = NULL;
-  g_autofree gchar *entry = NULL;
+  gboolean recorded = FALSE;
   gint i;
 
   fresh_cache ();
   fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 3000}"));
   killed = spawn_launch ("killed", out, &err);
   fail_unless (killed != NULL, "%s", err ? err->message : "");
-  for (i = 0; i < 200 && (entry = entry_path ()) == NULL; i++)
+  /* the entry says "submitting" before the POST, "submitted" after it */
+  for (i = 0; i < 400 && !(recorded = entry_has ("\"submitted\"")); i++)
     g_usleep (25 * 1000);
-  fail_unless (entry != NULL, "the task was never recorded");
-  fail_unless (sim_stat (sim, "accepted_submits") == 1);
   g_subprocess_send_signal (killed, SIGKILL);
   g_subprocess_wait (killed, NULL, NULL);
+  fail_unless (recorded, "the task was never recorded");
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
 
   got = run_to_file ("prompt=killed", &r);
   fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
