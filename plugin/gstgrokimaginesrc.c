@@ -1634,8 +1634,9 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "certainly did not take it", 0, 100, DEFAULT_RETRIES, rw);
   properties[PROP_REQUEST_TIMEOUT] = g_param_spec_uint ("request-timeout",
       "Request timeout", "Seconds an HTTP request may wait for the server "
-      "(to connect, or for data) before it fails; 0 = no limit", 0, 3600,
-      DEFAULT_REQUEST_TIMEOUT, rw);
+      "(to connect, or for data) before it fails; 0 = no limit. A stop "
+      "during the paid POST waits this long for its answer, at most 10 s", 0,
+      3600, DEFAULT_REQUEST_TIMEOUT, rw);
   properties[PROP_SSL_STRICT] = g_param_spec_boolean ("ssl-strict",
       "SSL strict", "Refuse HTTPS servers whose certificate cannot be "
       "verified", DEFAULT_SSL_STRICT, rw);

@@ -371,6 +371,14 @@ GST_START_TEST (test_damaged_entry)
   assert_error (r2, GST_RESOURCE_ERROR_READ, entry);
   assert_error (r2, GST_RESOURCE_ERROR_READ, "refresh=true");
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  /* an entry of a version this element does not know, likewise */
+  fail_unless (g_file_set_contents (entry, "{\"version\": 9, \"state\": "
+          "\"submitted\", \"task_id\": \"task_1\"}", -1, NULL));
+  run_free (g_steal_pointer (&r2));
+  r2 = run_src (props, "fakesink");
+  assert_error (r2, GST_RESOURCE_ERROR_READ, "version 9");
+  assert_error (r2, GST_RESOURCE_ERROR_READ, "refresh=true");
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
 
   /* refresh=true is the way on: a new job, and a good entry again */
   b3 = run_to_file ("prompt=damaged refresh=true", &r3);
