@@ -446,8 +446,8 @@ decide (GrokImagineJob * job, GCancellable * cancellable,
           "request failed (%s): submitting it anew.", earlier->task_id,
           earlier->error_message ? earlier->error_message : "no message");
 
-      job->notify (GROK_IMAGINE_JOB_RESUBMITTING, earlier->task_id, NULL,
-          text, job->user_data);
+      job->notify (GROK_IMAGINE_JOB_RESUBMITTING, NULL, NULL, text,
+          job->user_data);
     }
     ok = submit (job, stored, cancellable, doing, error);
   } else if (earlier->task_id == NULL) {
