@@ -26,7 +26,8 @@ struct _GrokImagineJob
   gpointer user_data;
 
   gchar *key;                   /* the request, without the result index */
-  gchar *table_key;             /* its place in the task table */
+  gchar *table_key;             /* its place in the task table: the request
+                                 * and a hash of the account's key */
   GrokImagineJournal *journal;  /* with a cache-dir */
 
   /* the streaming thread's */
@@ -612,6 +613,7 @@ grok_imagine_job_new (GrokImagineClient * client,
 {
   g_autoptr (GrokImagineJob) job = g_new0 (GrokImagineJob, 1);
   g_autofree gchar *json = grok_imagine_request_to_json (s->req);
+  g_autofree gchar *account = NULL;
 
   g_mutex_init (&job->lock);
   g_cond_init (&job->cond);
@@ -626,8 +628,11 @@ grok_imagine_job_new (GrokImagineClient * client,
   job->user_data = user_data;
   job->key = grok_imagine_journal_key (grok_imagine_api_get_nick
       (s->req->api), grok_imagine_client_get_base_url (client), json);
-  job->table_key = s->share ? g_strdup (job->key) :
-      g_strdup_printf ("%s#%" G_GUINT64_FORMAT, job->key, s->owner);
+  account = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
+      s->api_key ? s->api_key : "", -1);
+  job->table_key = s->share ? g_strdup_printf ("%s/%s", job->key, account) :
+      g_strdup_printf ("%s/%s#%" G_GUINT64_FORMAT, job->key, account,
+      s->owner);
 
   /* a task given by id needs no journal */
   if (s->task_id == NULL && s->cache_dir && *s->cache_dir) {

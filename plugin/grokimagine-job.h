@@ -47,6 +47,8 @@ typedef struct
   gboolean share;               /* follow the tasks of other elements of the
                                  * process, and share a POST with them */
   guint64 owner;                /* without @share: whose tasks to follow */
+  const gchar *api_key;         /* only hashed, for the task table: the tasks
+                                 * of another account are never followed */
 } GrokImagineJobSettings;
 
 typedef struct _GrokImagineJob GrokImagineJob;

@@ -848,6 +848,7 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
   job.refresh = self->run.refresh;
   job.share = self->run.share_tasks;
   job.owner = self->serial;
+  job.api_key = self->run.api_key;
   self->job = grok_imagine_job_new (self->client, &job, on_job_event, self,
       &err);
   if (self->job == NULL) {

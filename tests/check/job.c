@@ -515,6 +515,24 @@ GST_START_TEST (test_table_reattaches)
 
 GST_END_TEST;
 
+/* The tasks of another account are never followed */
+GST_START_TEST (test_table_per_account)
+{
+  g_auto (Spec) spec;
+  g_autofree gchar *t1 = NULL, *t2 = NULL;
+
+  spec_init (&spec, "two accounts");
+  spec.s.cache_dir = NULL;
+  spec.s.api_key = "key-one";
+  run_ok (&spec, &t1);
+  spec.s.api_key = "key-two";
+  run_ok (&spec, &t2);
+  fail_if (g_str_equal (t1, t2));
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+}
+
+GST_END_TEST;
+
 /* Without sharing, only an element's own tasks are followed */
 GST_START_TEST (test_table_per_owner)
 {
@@ -717,6 +735,7 @@ job_suite (void)
   tcase_add_test (tc, test_result_indexes_share_one_task);
   tcase_add_test (tc, test_table_reattaches);
   tcase_add_test (tc, test_table_per_owner);
+  tcase_add_test (tc, test_table_per_account);
   tcase_add_test (tc, test_table_shares_one_post);
   tcase_add_test (tc, test_failed_task_submitted_anew);
   tcase_add_test (tc, test_damaged_entry_is_an_error);
