@@ -19,6 +19,8 @@ struct _GrokImagineClient
   gchar *host;                  /* host[:port], for messages */
   gchar *authorization;
   gint64 not_before;            /* rate limit: no request before this */
+  GrokImagineSubmitNotify submit_notify;        /* during a submit */
+  gpointer submit_data;
 };
 
 /* --- waits ---------------------------------------------------------------- */
@@ -137,8 +139,10 @@ grok_imagine_http_send (const GrokImagineHttp * http, SoupMessage * msg,
   where = g_uri_get_port (uri) > 0 ? g_strdup_printf ("%s:%d",
       g_uri_get_host (uri), g_uri_get_port (uri)) :
       g_strdup (g_uri_get_host (uri));
-  if (err->domain == G_TLS_ERROR || soup_message_get_tls_peer_certificate_errors
-      (msg) != 0)
+  /* Only a request that never left failed on TLS: after that it is a lost
+   * answer, also when ssl-strict=false accepted a doubtful certificate */
+  if (!sent && (err->domain == G_TLS_ERROR || (http->ssl_strict &&
+              soup_message_get_tls_peer_certificate_errors (msg) != 0)))
     g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TLS,
         "The TLS certificate of %s was not accepted (%s)", where,
         err->message);
@@ -424,8 +428,23 @@ same_origin (GUri * a, GUri * b)
       && g_uri_get_port (a) == g_uri_get_port (b);
 }
 
+static void
+submit_left (SoupMessage * msg, GrokImagineClient * client)
+{
+  client->submit_notify (TRUE, client->submit_data);
+}
+
+static void
+submit_answered (SoupMessage * msg, GrokImagineClient * client)
+{
+  /* a 4xx answer says the server did not take the job */
+  if (SOUP_STATUS_IS_CLIENT_ERROR (soup_message_get_status (msg)))
+    client->submit_notify (FALSE, client->submit_data);
+}
+
 /* One API request with the key; the body of a 2xx answer. Redirects are
- * followed within the base URL's origin only: the key goes nowhere else. */
+ * followed within the base URL's origin only: the key goes nowhere else.
+ * A POST is never sent again to follow one: the job may exist. */
 static GBytes *
 call_api_once (GrokImagineClient * client, const gchar * method,
     const gchar * path_and_query, GBytes * json, GCancellable * cancellable,
@@ -459,6 +478,12 @@ call_api_once (GrokImagineClient * client, const gchar * method,
     if (json)
       soup_message_set_request_body_from_bytes (msg, "application/json",
           json);
+    if (client->submit_notify) {
+      g_signal_connect (msg, "wrote-headers", G_CALLBACK (submit_left),
+          client);
+      g_signal_connect (msg, "got-headers", G_CALLBACK (submit_answered),
+          client);
+    }
 
     g_clear_object (&stream);
     stream = grok_imagine_http_send (&client->http, msg, cancellable, error);
@@ -468,6 +493,13 @@ call_api_once (GrokImagineClient * client, const gchar * method,
     update_rate_limit (client, msg);
     if (!SOUP_STATUS_IS_REDIRECTION (status))
       break;
+    if (g_str_equal (method, "POST")) {
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_HTTP,
+          "HTTP %u %s: the API answered the submit with a redirect, which "
+          "is never followed with a second POST", status,
+          soup_message_get_reason_phrase (msg));
+      return NULL;
+    }
 
     /* only 307 and 308 ask to send the same POST again: after any other
      * redirect the job may have been taken, and a second POST pays twice */
@@ -579,14 +611,19 @@ call_api (GrokImagineClient * client, const gchar * method,
 gchar *
 grok_imagine_client_submit (GrokImagineClient * client,
     const GrokImagineRequest * req, gint64 deadline,
+    GrokImagineSubmitNotify notify, gpointer notify_data,
     GCancellable * cancellable, guint * http_status, GError ** error)
 {
   gchar *json = grok_imagine_request_to_json (req);
   g_autoptr (GBytes) body = g_bytes_new_take (json, strlen (json));
-  g_autoptr (GBytes) answer = call_api (client, "POST",
-      grok_imagine_api_generate_path (client->api), body, FALSE, deadline,
-      cancellable, http_status, error);
+  g_autoptr (GBytes) answer = NULL;
 
+  client->submit_notify = notify;
+  client->submit_data = notify_data;
+  answer = call_api (client, "POST", grok_imagine_api_generate_path
+      (client->api), body, FALSE, deadline, cancellable, http_status, error);
+  client->submit_notify = NULL;
+  client->submit_data = NULL;
   if (answer == NULL)
     return NULL;
   return grok_imagine_parse_submit (client->api,

@@ -54,12 +54,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineClient, grok_imagine_client_free);
 const gchar *grok_imagine_client_get_host (GrokImagineClient * client);
 const gchar *grok_imagine_client_get_base_url (GrokImagineClient * client);
 
+/* Called from the submitting thread: with TRUE when the first part of the
+ * paid POST has left, with FALSE when an answer (HTTP 4xx) says that the
+ * server did not take it */
+typedef void (*GrokImagineSubmitNotify) (gboolean in_flight,
+    gpointer user_data);
+
 /* The paid POST: retried only when the server certainly did not take it
- * (HTTP 429, or no connection), at most retries times. @deadline is
- * monotonic time in µs. A poll retries every temporary failure until
- * @deadline; then the error is GROK_IMAGINE_ERROR_TIMEOUT. */
+ * (HTTP 429, or no connection), at most retries times; a redirect is never
+ * followed. @deadline is monotonic time in µs. @notify may be NULL. A poll
+ * retries every temporary failure until @deadline; then the error is
+ * GROK_IMAGINE_ERROR_TIMEOUT. */
 gchar *grok_imagine_client_submit (GrokImagineClient * client,
     const GrokImagineRequest * req, gint64 deadline,
+    GrokImagineSubmitNotify notify, gpointer notify_data,
     GCancellable * cancellable, guint * http_status, GError ** error);
 GrokImagineStatus *grok_imagine_client_poll (GrokImagineClient * client,
     const gchar * task_id, gint64 deadline, GCancellable * cancellable,

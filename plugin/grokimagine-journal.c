@@ -10,35 +10,75 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ENTRY_VERSION 1
+#define ENTRY_VERSION 2
 #define LOCK_POLL (50 * G_TIME_SPAN_MILLISECOND)
+#define COMMIT_LOCK_WAIT (10 * G_TIME_SPAN_SECOND)
+/* temporary files are named <final name>.tmp-<pid>-XXXXXX */
+#define TMP_MARK ".tmp-"
+
+static const gchar *const state_names[] = {
+  [GROK_IMAGINE_ENTRY_SUBMITTING] = "submitting",
+  [GROK_IMAGINE_ENTRY_IN_DOUBT] = "in-doubt",
+  [GROK_IMAGINE_ENTRY_SUBMITTED] = "submitted",
+  [GROK_IMAGINE_ENTRY_COMPLETED] = "completed",
+  [GROK_IMAGINE_ENTRY_FAILED] = "failed",
+};
 
 struct _GrokImagineJournal
 {
+  gchar *dir;
+  gchar *key;
   gchar *entry_path;            /* <dir>/<key>.json */
-  gchar *result_path;           /* <dir>/<key>.result */
   gchar *lock_path;             /* <dir>/<key>.lock */
   int lock_fd;
 };
 
 gchar *
 grok_imagine_journal_key (const gchar * api, const gchar * base_url,
-    const gchar * request_json, guint result_index)
+    const gchar * request_json)
 {
   g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-  g_autofree gchar *index = g_strdup_printf ("%u", result_index);
-  const gchar *parts[] = { api, base_url, request_json, index };
+  const gchar *parts[] = { api, base_url, request_json };
   guint i;
 
   /* each part with its terminating NUL, so parts cannot run together */
   for (i = 0; i < G_N_ELEMENTS (parts); i++)
     g_checksum_update (sum, (const guchar *) parts[i], strlen (parts[i]) + 1);
   return g_strdup (g_checksum_get_string (sum));
+}
+
+/* Removes the temporary files of processes that no longer run: a kill
+ * during a write leaves one behind */
+static void
+remove_stale_temporaries (const gchar * dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    const gchar *mark = strstr (name, TMP_MARK);
+    gchar *end;
+    gint64 pid;
+
+    if (mark == NULL)
+      continue;
+    pid = g_ascii_strtoll (mark + strlen (TMP_MARK), &end, 10);
+    if (end == mark + strlen (TMP_MARK) || *end != '-' || pid <= 0
+        || pid == getpid () || kill (pid, 0) == 0 || errno != ESRCH)
+      continue;
+    {
+      g_autofree gchar *path = g_build_filename (dir, name, NULL);
+
+      g_unlink (path);
+    }
+  }
 }
 
 GrokImagineJournal *
@@ -54,9 +94,11 @@ grok_imagine_journal_open (const gchar * dir, const gchar * key,
         "Cannot create the cache folder '%s': %s", dir, g_strerror (e));
     return NULL;
   }
+  remove_stale_temporaries (dir);
   j = g_new0 (GrokImagineJournal, 1);
+  j->dir = g_strdup (dir);
+  j->key = g_strdup (key);
   j->entry_path = g_strdup_printf ("%s/%s.json", dir, key);
-  j->result_path = g_strdup_printf ("%s/%s.result", dir, key);
   j->lock_path = g_strdup_printf ("%s/%s.lock", dir, key);
   j->lock_fd = -1;
   return j;
@@ -68,8 +110,9 @@ grok_imagine_journal_free (GrokImagineJournal * journal)
   if (journal == NULL)
     return;
   grok_imagine_journal_unlock (journal);
+  g_free (journal->dir);
+  g_free (journal->key);
   g_free (journal->entry_path);
-  g_free (journal->result_path);
   g_free (journal->lock_path);
   g_free (journal);
 }
@@ -80,10 +123,10 @@ grok_imagine_journal_get_entry_path (GrokImagineJournal * j)
   return j->entry_path;
 }
 
-const gchar *
-grok_imagine_journal_get_result_path (GrokImagineJournal * j)
+gchar *
+grok_imagine_journal_get_result_path (GrokImagineJournal * j, guint index)
 {
-  return j->result_path;
+  return g_strdup_printf ("%s/%s.%u.result", j->dir, j->key, index);
 }
 
 gboolean
@@ -133,18 +176,99 @@ grok_imagine_journal_unlock (GrokImagineJournal * j)
 }
 
 void
+grok_imagine_entry_set_result_urls (GrokImagineEntry * entry, gchar ** urls)
+{
+  g_strfreev (entry->result_urls);
+  g_free (entry->sizes);
+  entry->result_urls = g_strdupv (urls);
+  if (entry->result_urls == NULL)
+    entry->result_urls = g_new0 (gchar *, 1);
+  entry->sizes = g_new0 (guint64, g_strv_length (entry->result_urls) + 1);
+}
+
+void
 grok_imagine_entry_free (GrokImagineEntry * entry)
 {
   if (entry == NULL)
     return;
   g_free (entry->task_id);
+  g_free (entry->error_message);
   g_strfreev (entry->result_urls);
+  g_free (entry->sizes);
   g_free (entry);
 }
 
 #define damaged(error, ...) \
   (g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, __VA_ARGS__), \
       NULL)
+
+static gboolean
+parse_state (const gchar * name, GrokImagineEntryState * state)
+{
+  guint i;
+
+  for (i = 0; name && i < G_N_ELEMENTS (state_names); i++) {
+    if (g_str_equal (name, state_names[i])) {
+      *state = i;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+static gboolean
+invalid (GError ** error, const gchar * why)
+{
+  g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, why);
+  return FALSE;
+}
+
+/* result_urls and stored sizes of @obj into @entry */
+static gboolean
+read_results (JsonObject * obj, GrokImagineEntry * entry, GError ** error)
+{
+  JsonNode *urls = json_object_get_member (obj, "result_urls");
+  JsonNode *stored = json_object_get_member (obj, "stored");
+  g_auto (GStrv) list = NULL;
+  guint i, n = 0;
+
+  if (urls && JSON_NODE_HOLDS_ARRAY (urls)) {
+    JsonArray *arr = json_node_get_array (urls);
+
+    n = json_array_get_length (arr);
+    list = g_new0 (gchar *, n + 1);
+    for (i = 0; i < n; i++) {
+      JsonNode *u = json_array_get_element (arr, i);
+
+      if (!JSON_NODE_HOLDS_VALUE (u)
+          || json_node_get_value_type (u) != G_TYPE_STRING)
+        return invalid (error, "a result URL is not a string");
+      list[i] = g_strdup (json_node_get_string (u));
+    }
+  } else if (urls) {
+    return invalid (error, "result_urls is not an array");
+  }
+  grok_imagine_entry_set_result_urls (entry, list);
+
+  if (stored && JSON_NODE_HOLDS_ARRAY (stored)) {
+    JsonArray *arr = json_node_get_array (stored);
+
+    if (json_array_get_length (arr) > n)
+      return invalid (error, "more stored results than result URLs");
+    for (i = 0; i < json_array_get_length (arr); i++) {
+      JsonNode *s = json_array_get_element (arr, i);
+
+      if (!JSON_NODE_HOLDS_VALUE (s)
+          || json_node_get_value_type (s) != G_TYPE_INT64
+          || json_node_get_int (s) < 0)
+        return invalid (error, "a stored size is not a number");
+      entry->sizes[i] = json_node_get_int (s);
+    }
+  } else if (stored) {
+    return invalid (error, "stored is not an array");
+  }
+  return TRUE;
+}
 
 GrokImagineEntry *
 grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
@@ -154,8 +278,8 @@ grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
   g_autoptr (GError) err = NULL;
   g_autofree gchar *data = NULL;
   JsonObject *obj;
-  JsonNode *root, *urls;
-  const gchar *task_id, *state;
+  JsonNode *root, *version;
+  const gchar *task_id, *when;
   gsize len;
 
   if (!g_file_get_contents (j->entry_path, &data, &len, &err)) {
@@ -171,38 +295,97 @@ grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     return damaged (error, "it is not a JSON object");
   obj = json_node_get_object (root);
-  if (json_object_get_int_member_with_default (obj, "version", 0)
-      != ENTRY_VERSION)
-    return damaged (error, "unknown version");
-  task_id = json_object_get_string_member_with_default (obj, "task_id", NULL);
-  state = json_object_get_string_member_with_default (obj, "state", "");
-  if (task_id == NULL || *task_id == '\0')
-    return damaged (error, "it has no task id");
+  version = json_object_get_member (obj, "version");
+  if (version == NULL || !JSON_NODE_HOLDS_VALUE (version)
+      || json_node_get_value_type (version) != G_TYPE_INT64)
+    return damaged (error, "it has no version");
+  if (json_node_get_int (version) != ENTRY_VERSION)
+    return damaged (error, "it is of version %" G_GINT64_FORMAT ", this "
+        "element reads version %d", json_node_get_int (version),
+        ENTRY_VERSION);
 
   entry = g_new0 (GrokImagineEntry, 1);
-  entry->task_id = g_strdup (task_id);
-  entry->completed = g_str_equal (state, "completed");
-  entry->size = json_object_get_int_member_with_default (obj, "size", 0);
+  if (!parse_state (json_object_get_string_member_with_default (obj, "state",
+              NULL), &entry->state))
+    return damaged (error, "its state is unknown");
+  task_id = json_object_get_string_member_with_default (obj, "task_id", NULL);
+  if (task_id && *task_id)
+    entry->task_id = g_strdup (task_id);
+  else if (entry->state >= GROK_IMAGINE_ENTRY_SUBMITTED)
+    return damaged (error, "it has no task id");
+  when = json_object_get_string_member_with_default (obj, "submitted_at",
+      NULL);
+  if (when) {
+    g_autoptr (GDateTime) t = g_date_time_new_from_iso8601 (when, NULL);
 
-  urls = json_object_get_member (obj, "result_urls");
-  if (urls && JSON_NODE_HOLDS_ARRAY (urls)) {
-    JsonArray *arr = json_node_get_array (urls);
-    guint i, n = json_array_get_length (arr);
-
-    entry->result_urls = g_new0 (gchar *, n + 1);
-    for (i = 0; i < n; i++) {
-      const gchar *u = json_array_get_string_element (arr, i);
-
-      if (u == NULL)
-        return damaged (error, "a result URL is not a string");
-      entry->result_urls[i] = g_strdup (u);
-    }
-  } else {
-    entry->result_urls = g_new0 (gchar *, 1);
+    if (t == NULL)
+      return damaged (error, "its submit time is not a date");
+    entry->submitted_at = g_date_time_to_unix (t) * G_USEC_PER_SEC;
   }
-  if (entry->completed && entry->size == 0)
-    return damaged (error, "a completed entry without a size");
+  entry->error_message = g_strdup
+      (json_object_get_string_member_with_default (obj, "error_message",
+          NULL));
+  if (!read_results (obj, entry, error))
+    return NULL;
+  if (entry->state == GROK_IMAGINE_ENTRY_COMPLETED
+      && entry->result_urls[0] == NULL)
+    return damaged (error, "a completed entry without a result URL");
   return g_steal_pointer (&entry);
+}
+
+/* Writes @data to @path through one temporary file beside it, then a
+ * rename: a crash leaves the old or the new file, never half of one, and
+ * at most the one temporary file (removed by the next open) */
+static gboolean
+replace_file (const gchar * path, const gchar * data, gsize len,
+    GError ** error)
+{
+  g_autofree gchar *tmp = g_strdup_printf ("%s" TMP_MARK "%d-XXXXXX", path,
+      (int) getpid ());
+  int fd = g_mkstemp_full (tmp, O_RDWR | O_CLOEXEC, 0600);
+  gsize done = 0;
+  int e = 0;
+
+  if (fd < 0) {
+    e = errno;
+    goto failed;
+  }
+  while (done < len) {
+    gssize n = write (fd, data + done, len - done);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      e = errno;
+      break;
+    }
+    done += n;
+  }
+  if (e == 0 && fsync (fd) != 0)
+    e = errno;
+  if (close (fd) != 0 && e == 0)
+    e = errno;
+  if (e == 0 && g_rename (tmp, path) != 0)
+    e = errno;
+  if (e == 0)
+    return TRUE;
+  g_unlink (tmp);
+
+failed:
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+      "Cannot write '%s': %s", path, g_strerror (e));
+  return FALSE;
+}
+
+static void
+add_time (JsonBuilder * b, const gchar * name, gint64 unix_us)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (0);
+  g_autoptr (GDateTime) at = g_date_time_add (t, unix_us);
+  g_autofree gchar *stamp = g_date_time_format_iso8601 (at);
+
+  json_builder_set_member_name (b, name);
+  json_builder_add_string_value (b, stamp);
 }
 
 gboolean
@@ -211,78 +394,144 @@ grok_imagine_journal_write (GrokImagineJournal * j,
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree gchar *json = NULL, *stamp = g_date_time_format_iso8601 (now);
-  gchar **u;
+  g_autofree gchar *json = NULL;
+  guint i;
 
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "version");
   json_builder_add_int_value (b, ENTRY_VERSION);
-  json_builder_set_member_name (b, "task_id");
-  json_builder_add_string_value (b, entry->task_id);
   json_builder_set_member_name (b, "state");
-  json_builder_add_string_value (b, entry->completed ? "completed" :
-      "submitted");
+  json_builder_add_string_value (b, state_names[entry->state]);
+  if (entry->task_id) {
+    json_builder_set_member_name (b, "task_id");
+    json_builder_add_string_value (b, entry->task_id);
+  }
+  if (entry->submitted_at)
+    add_time (b, "submitted_at", entry->submitted_at);
+  if (entry->error_message) {
+    json_builder_set_member_name (b, "error_message");
+    json_builder_add_string_value (b, entry->error_message);
+  }
   json_builder_set_member_name (b, "result_urls");
   json_builder_begin_array (b);
-  for (u = entry->result_urls; u && *u; u++)
-    json_builder_add_string_value (b, *u);
+  for (i = 0; entry->result_urls && entry->result_urls[i]; i++)
+    json_builder_add_string_value (b, entry->result_urls[i]);
   json_builder_end_array (b);
-  if (entry->completed) {
-    json_builder_set_member_name (b, "size");
-    json_builder_add_int_value (b, entry->size);
-  }
-  json_builder_set_member_name (b, "updated");
-  json_builder_add_string_value (b, stamp);
+  json_builder_set_member_name (b, "stored");
+  json_builder_begin_array (b);
+  for (i = 0; entry->sizes && entry->result_urls[i]; i++)
+    json_builder_add_int_value (b, entry->sizes[i]);
+  json_builder_end_array (b);
+  add_time (b, "updated", g_get_real_time ());
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   json = json_to_string (root, TRUE);
-
-  /* a temporary file and a rename: a crash leaves the old or the new
-   * entry, never half of one */
-  return g_file_set_contents_full (j->entry_path, json, -1,
-      G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE, 0600,
-      error);
+  return replace_file (j->entry_path, json, strlen (json), error);
 }
 
-GFileOutputStream *
-grok_imagine_journal_create_result (GrokImagineJournal * j, gchar ** tmp_path,
-    GError ** error)
+gboolean
+grok_imagine_journal_remove (GrokImagineJournal * j, GError ** error)
 {
-  g_autofree gchar *tmpl = g_strdup_printf ("%s.XXXXXX", j->result_path);
-  g_autoptr (GFile) file = NULL;
+  if (g_unlink (j->entry_path) != 0 && errno != ENOENT) {
+    int e = errno;
+
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+        "Cannot remove '%s': %s", j->entry_path, g_strerror (e));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+GOutputStream *
+grok_imagine_journal_create_result (GrokImagineJournal * j, guint index,
+    gchar ** tmp_path, GError ** error)
+{
+  g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
+  g_autofree gchar *tmpl = g_strdup_printf ("%s" TMP_MARK "%d-XXXXXX", path,
+      (int) getpid ());
   int fd = g_mkstemp_full (tmpl, O_RDWR | O_CLOEXEC, 0600);
+  g_autoptr (GFile) file = NULL;
+  GFileOutputStream *out;
 
   if (fd < 0) {
     int e = errno;
 
     g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
-        "Cannot create a file beside '%s': %s", j->result_path,
-        g_strerror (e));
+        "Cannot create a file beside '%s': %s", path, g_strerror (e));
     return NULL;
   }
   close (fd);
+  /* appending to the file mkstemp made: no second temporary file, as
+   * g_file_replace() would make */
   file = g_file_new_for_path (tmpl);
+  out = g_file_append_to (file, G_FILE_CREATE_PRIVATE, NULL, error);
+  if (out == NULL) {
+    g_unlink (tmpl);
+    return NULL;
+  }
   *tmp_path = g_steal_pointer (&tmpl);
-  return g_file_replace (file, NULL, FALSE, G_FILE_CREATE_PRIVATE, NULL,
-      error);
+  return G_OUTPUT_STREAM (out);
 }
 
 gboolean
-grok_imagine_journal_commit_result (GrokImagineJournal * j,
-    const gchar * tmp_path, GrokImagineEntry * entry, GError ** error)
+grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
+    const gchar * tmp_path, guint64 * size, GError ** error)
 {
+  g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
+  g_autoptr (GrokImagineEntry) entry = NULL;
+  gboolean ok = FALSE;
   GStatBuf st;
 
-  if (g_stat (tmp_path, &st) != 0 || g_rename (tmp_path, j->result_path)) {
+  if (g_stat (tmp_path, &st) != 0) {
     int e = errno;
 
     g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
-        "Cannot store the result as '%s': %s", j->result_path, g_strerror (e));
-    g_unlink (tmp_path);
-    return FALSE;
+        "Cannot store the result as '%s': %s", path, g_strerror (e));
+    goto out;
   }
-  entry->completed = TRUE;
-  entry->size = st.st_size;
-  return grok_imagine_journal_write (j, entry, error);
+  if (st.st_size == 0) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "the result host sent an empty file");
+    goto out;
+  }
+  if (!grok_imagine_journal_lock (j, g_get_monotonic_time () +
+          COMMIT_LOCK_WAIT, NULL, error))
+    goto out;
+  entry = grok_imagine_journal_read (j, error);
+  if (entry == NULL || index >= g_strv_length (entry->result_urls)) {
+    if (error && *error == NULL)
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "The journal "
+          "entry '%s' does not list result %u", j->entry_path, index);
+  } else if (g_rename (tmp_path, path) != 0) {
+    int e = errno;
+
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+        "Cannot store the result as '%s': %s", path, g_strerror (e));
+  } else {
+    entry->sizes[index] = st.st_size;
+    *size = st.st_size;
+    ok = grok_imagine_journal_write (j, entry, error);
+  }
+  grok_imagine_journal_unlock (j);
+
+out:
+  g_unlink (tmp_path);
+  return ok;
+}
+
+guint64
+grok_imagine_journal_stored_size (GrokImagineJournal * j,
+    const GrokImagineEntry * entry, guint index)
+{
+  g_autofree gchar *path = NULL;
+  GStatBuf st;
+
+  if (entry->state != GROK_IMAGINE_ENTRY_COMPLETED
+      || index >= g_strv_length (entry->result_urls)
+      || entry->sizes[index] == 0)
+    return 0;
+  path = grok_imagine_journal_get_result_path (j, index);
+  if (g_stat (path, &st) != 0 || (guint64) st.st_size != entry->sizes[index])
+    return 0;
+  return entry->sizes[index];
 }

@@ -19,7 +19,11 @@
  *
  * The job is submitted in the streaming thread when the element goes to
  * PAUSED, so gst_element_set_state() returns at once (ASYNC) and
- * set_state(NULL) cancels any request or wait. The task id is posted on the
+ * set_state(NULL) cancels any request or wait, except a paid POST of which
+ * anything has left: its answer is awaited (at most #GstGrokImagineSrc:
+ * request-timeout, never more than 10 s) and its task recorded, as it is
+ * for a seek. Elements of one process with the same request share its
+ * task (#GstGrokImagineSrc:share-tasks). The task id is posted on the
  * bus in a `grokimagine-task` element message as soon as it exists, and at
  * every status change, with the fields `task-id`, `status` (submitted,
  * pending, completed, failed), `raw-status`, `api`, and on completion
@@ -69,7 +73,7 @@
 #include "grokimagine-api.h"
 #include "grokimagine-client.h"
 #include "grokimagine-fetch.h"
-#include "grokimagine-journal.h"
+#include "grokimagine-job.h"
 
 #include <gst/base/gsttypefindhelper.h>
 #include <glib/gstdio.h>
@@ -110,6 +114,7 @@ enum
   PROP_TLS_DATABASE,
   PROP_CACHE_DIR,
   PROP_REFRESH,
+  PROP_SHARE_TASKS,
   N_PROPS
 };
 
@@ -127,9 +132,13 @@ enum
 #define DEFAULT_REQUEST_TIMEOUT 30
 #define DEFAULT_SSL_STRICT TRUE
 #define DEFAULT_REFRESH FALSE
+#define DEFAULT_SHARE_TASKS TRUE
+/* The longest a stop waits for the answer of a POST that has left */
+#define STOP_WAIT_MAX (10 * G_TIME_SPAN_SECOND)
 #define DEFAULT_BLOCKSIZE (256 * 1024)
 
 static GParamSpec *properties[N_PROPS];
+static gint serials;
 
 /* What the properties set. Guarded by the object lock; start() takes a
  * copy for the run. */
@@ -151,6 +160,7 @@ typedef struct
   gboolean refresh;
   GrokImagineApi api_host;      /* api as the application set it (never a
                                  * URI): whose default host may get the key */
+  gboolean share_tasks;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -158,8 +168,8 @@ struct _GstGrokImagineSrc
   GstBaseSrc parent;
 
   Settings settings;            /* object lock */
-  gchar *submitted_task_id;     /* object lock: the task this element paid for */
-  gchar *submitted_fingerprint; /* object lock: ...and the request it was for */
+  gchar *submitted_task_id;     /* object lock: the task of the last run */
+  guint64 serial;               /* tells this element's tasks from others' */
   gchar **uri_params;           /* the parameters the last URI set */
   gboolean applying_uri;        /* object lock: set_uri() sets properties */
 
@@ -170,10 +180,9 @@ struct _GstGrokImagineSrc
 
   /* The run: set up in start(), used by the streaming thread, freed in stop() */
   Settings run;
-  gchar *fingerprint;
   GrokImagineHttp http;
   GrokImagineClient *client;
-  gint64 deadline;              /* monotonic µs; 0 until the job starts */
+  GrokImagineJob *job;          /* submit, poll and every pay-once rule */
   gchar *last_raw_status;
   const gchar *progress;        /* the operation under way, for CANCELED */
   gint download_percent;
@@ -181,11 +190,8 @@ struct _GstGrokImagineSrc
   GstTagList *pending_tags;     /* for downstream, once a segment went out */
   gboolean sent_buffer;
   GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
-  GrokImagineJournal *journal;  /* with a cache-dir */
-  gboolean journal_checked;
   gint cache_fd;                /* the stored result being served, or -1 */
   guint64 cache_size;
-  gchar **result_urls;          /* of the completed task */
   gboolean store_done;          /* stored, or given up storing */
   guint64 announced_size;
   GstCaps *caps;
@@ -401,6 +407,13 @@ post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
     }
   }
 
+  /* the job's own sentences are complete */
+  if (doing == NULL) {
+    g_free (text);
+    text = g_strdup (err->message);
+    doing = "running the job";
+  }
+
   details = gst_structure_new_empty ("details");
   if (http_status)
     gst_structure_set (details, "http-status-code", G_TYPE_UINT, http_status,
@@ -534,119 +547,6 @@ push_pending_tags (GstGrokImagineSrc * self)
   self->pending_tags = NULL;
 }
 
-/* --- the job -------------------------------------------------------------- */
-
-/* After a failed POST: whether the server may have taken the job anyway */
-static gboolean
-may_have_been_charged (const GError * err)
-{
-  if (err->domain != GROK_IMAGINE_ERROR)
-    return FALSE;
-  switch (err->code) {
-    case GROK_IMAGINE_ERROR_NETWORK:
-    case GROK_IMAGINE_ERROR_SERVER:
-    case GROK_IMAGINE_ERROR_PROTOCOL:
-      return TRUE;
-    default:
-      return FALSE;
-  }
-}
-
-static GstFlowReturn
-submit (GstGrokImagineSrc * self)
-{
-  g_autoptr (GCancellable) cancellable = get_cancellable (self);
-  g_autoptr (GError) err = NULL;
-  guint http_status = 0;
-  gchar *task_id;
-
-  GST_INFO_OBJECT (self, "submitting a %s job",
-      grok_imagine_api_get_nick (self->run.req.api));
-  post_progress (self, GST_PROGRESS_TYPE_START, "submit", 0,
-      "Submitting the job to %s", grok_imagine_client_get_host (self->client));
-  task_id = grok_imagine_client_submit (self->client, &self->run.req,
-      self->deadline, cancellable, &http_status, &err);
-  if (task_id == NULL && may_have_been_charged (err)) {
-    /* Neither API has an idempotency key: never send the POST again */
-    g_prefix_error (&err, "The job may have been accepted and credits "
-        "charged, but its answer was lost. Do not simply run again: look for "
-        "the task in your account's task history; a task found there can be "
-        "fetched with task-id=<id>. ");
-    return post_error (self, err, http_status, NULL, "submitting the job");
-  }
-  if (task_id == NULL)
-    post_progress (self, g_error_matches (err, G_IO_ERROR,
-            G_IO_ERROR_CANCELLED) ? GST_PROGRESS_TYPE_CANCELED :
-        GST_PROGRESS_TYPE_ERROR, "submit", -1, "Submitting failed");
-  if (task_id == NULL && g_error_matches (err, GROK_IMAGINE_ERROR,
-          GROK_IMAGINE_ERROR_TIMEOUT))
-    g_prefix_error (&err, "The job was not submitted: ");
-  if (task_id == NULL)
-    return post_error (self, err, http_status, NULL, "submitting the job");
-
-  self->run.task_id = task_id;
-  GST_OBJECT_LOCK (self);
-  g_free (self->submitted_task_id);
-  self->submitted_task_id = g_strdup (task_id);
-  g_free (self->submitted_fingerprint);
-  self->submitted_fingerprint = g_strdup (self->fingerprint);
-  GST_OBJECT_UNLOCK (self);
-
-  post_task_message (self, task_id, "submitted", NULL);
-  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "submit", 100,
-      "Submitted task %s", task_id);
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TASK_ID]);
-  return GST_FLOW_OK;
-}
-
-static GstFlowReturn
-job_completed (GstGrokImagineSrc * self, const GrokImagineStatus * st)
-{
-  guint n = g_strv_length (st->result_urls);
-  const gchar *url;
-
-  if (n == 0) {
-    g_autoptr (GError) err = g_error_new (GROK_IMAGINE_ERROR,
-        GROK_IMAGINE_ERROR_PROTOCOL, "task %s completed without any result "
-        "URL", self->run.task_id);
-    return post_error (self, err, 0, self->run.task_id, "reading the result");
-  }
-  if (self->run.result_index >= n) {
-    g_autoptr (GError) err = g_error_new (GROK_IMAGINE_ERROR,
-        GROK_IMAGINE_ERROR_SETTINGS, "result-index is %u but task %s has "
-        "%u result%s (0 to %u)", self->run.result_index, self->run.task_id, n,
-        n == 1 ? "" : "s", n - 1);
-    GST_ELEMENT_ERROR_WITH_DETAILS (self, RESOURCE, SETTINGS,
-        ("%s", err->message), (NULL), ("task-id", G_TYPE_STRING,
-            self->run.task_id, NULL));
-    return GST_FLOW_ERROR;
-  }
-
-  url = st->result_urls[self->run.result_index];
-  g_strfreev (self->result_urls);
-  self->result_urls = g_strdupv (st->result_urls);
-  post_tags (self, st);
-  GST_INFO_OBJECT (self, "task %s completed, streaming result %u: %s",
-      self->run.task_id, self->run.result_index, url);
-  self->fetch = grok_imagine_fetch_new (&self->http, url);
-  return GST_FLOW_OK;
-}
-
-static GstFlowReturn
-post_timeout (GstGrokImagineSrc * self, const gchar * last_status,
-    const GError * cause)
-{
-  g_autoptr (GError) err = g_error_new (GROK_IMAGINE_ERROR,
-      GROK_IMAGINE_ERROR_TIMEOUT, "Task %s did not finish within the "
-      "timeout of %u s (last status '%s'%s%s). It may still complete: set "
-      "task-id=%s to reattach without paying again.", self->run.task_id,
-      self->run.timeout, last_status ? last_status : "unknown",
-      cause ? "; " : "", cause ? cause->message : "", self->run.task_id);
-
-  return post_error (self, err, 0, self->run.task_id, "waiting");
-}
-
-static GstFlowReturn poll_until_done (GstGrokImagineSrc * self);
 static void announce_size (GstGrokImagineSrc * self, guint64 size);
 static void update_size (GstGrokImagineSrc * self);
 static void report_download (GstGrokImagineSrc * self, gsize n);
@@ -655,10 +555,12 @@ static void report_download (GstGrokImagineSrc * self, gsize n);
 
 /* Serves the stored result when it is whole */
 static gboolean
-open_stored_result (GstGrokImagineSrc * self, guint64 size)
+open_stored_result (GstGrokImagineSrc * self)
 {
-  const gchar *path = grok_imagine_journal_get_result_path (self->journal);
-  int fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  guint64 size = 0;
+  g_autofree gchar *path = grok_imagine_job_get_stored_result (self->job,
+      &size);
+  int fd = path ? g_open (path, O_RDONLY | O_CLOEXEC, 0) : -1;
   GStatBuf st;
 
   if (fd < 0)
@@ -676,78 +578,22 @@ open_stored_result (GstGrokImagineSrc * self, guint64 size)
 }
 
 static void
-post_cached (GstGrokImagineSrc * self, GrokImagineEntry * entry)
+post_cached (GstGrokImagineSrc * self, const gchar * task_id)
 {
   GrokImagineStatus st = { GROK_IMAGINE_STATE_COMPLETED, (gchar *) "cached",
-    entry->task_id, NULL, -1, entry->result_urls, NULL, NULL
+    (gchar *) task_id, NULL, -1, grok_imagine_job_get_result_urls (self->job),
+    NULL, NULL
   };
   GstStructure *s = gst_structure_new ("grokimagine-task",
-      "task-id", G_TYPE_STRING, entry->task_id,
+      "task-id", G_TYPE_STRING, task_id,
       "status", G_TYPE_STRING, "completed",
       "api", G_TYPE_STRING, grok_imagine_api_get_nick (self->run.req.api),
       "cached", G_TYPE_BOOLEAN, TRUE, NULL);
 
-  GST_INFO_OBJECT (self, "serving task %s from %s", entry->task_id,
-      grok_imagine_journal_get_result_path (self->journal));
+  GST_INFO_OBJECT (self, "serving task %s from the journal", task_id);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_element (GST_OBJECT (self), s));
   post_tags (self, &st);
-}
-
-/* Under the journal's lock: serve the stored result, reattach to the task
- * this request already has, or submit it and record the task before anyone
- * else may look. Two processes with the same request share one POST. */
-static GstFlowReturn
-consult_journal (GstGrokImagineSrc * self)
-{
-  g_autoptr (GCancellable) cancellable = get_cancellable (self);
-  g_autoptr (GrokImagineEntry) entry = NULL;
-  g_autoptr (GError) err = NULL;
-  GstFlowReturn ret = GST_FLOW_OK;
-  const gchar *path = grok_imagine_journal_get_entry_path (self->journal);
-
-  if (!grok_imagine_journal_lock (self->journal, self->deadline, cancellable,
-          &err)) {
-    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-      return GST_FLOW_FLUSHING;
-    GST_ELEMENT_ERROR (self, RESOURCE, BUSY, ("%s", err->message), (NULL));
-    return GST_FLOW_ERROR;
-  }
-
-  entry = grok_imagine_journal_read (self->journal, &err);
-  if (err)
-    GST_ELEMENT_WARNING (self, RESOURCE, READ, ("Ignoring the damaged "
-            "journal entry %s (%s): submitting the job anew.", path,
-            err->message), (NULL));
-  g_clear_error (&err);
-
-  if (entry && !self->run.refresh) {
-    if (entry->completed && open_stored_result (self, entry->size)) {
-      post_cached (self, entry);
-      goto done;
-    }
-    GST_INFO_OBJECT (self, "journal %s: reattaching to task %s", path,
-        entry->task_id);
-    g_free (self->run.task_id);
-    self->run.task_id = g_strdup (entry->task_id);
-  } else if (self->run.task_id == NULL || self->run.refresh) {
-    g_clear_pointer (&self->run.task_id, g_free);
-    ret = submit (self);
-    if (ret == GST_FLOW_OK) {
-      GrokImagineEntry submitted = { self->run.task_id, NULL, FALSE, 0 };
-
-      if (!grok_imagine_journal_write (self->journal, &submitted, &err))
-        GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot record task %s "
-                "in the journal: %s", self->run.task_id, err->message),
-            (NULL));
-    }
-  }
-
-done:
-  grok_imagine_journal_unlock (self->journal);
-  if (ret == GST_FLOW_OK)
-    self->journal_checked = TRUE;
-  return ret;
 }
 
 /* Downloads the whole result into the journal, then serves it from there */
@@ -755,15 +601,15 @@ static GstFlowReturn
 store_result (GstGrokImagineSrc * self)
 {
   g_autoptr (GCancellable) cancellable = get_cancellable (self);
-  g_autoptr (GFileOutputStream) out = NULL;
+  g_autoptr (GOutputStream) out = NULL;
   g_autoptr (GError) err = NULL;
   g_autofree gchar *tmp = NULL, *doing = NULL;
   g_autofree guint8 *chunk = g_malloc (DEFAULT_BLOCKSIZE);
-  GrokImagineEntry entry = { self->run.task_id, self->result_urls, FALSE, 0 };
   guint http_status = 0;
+  guint64 size;
   gssize n;
 
-  out = grok_imagine_journal_create_result (self->journal, &tmp, &err);
+  out = grok_imagine_job_create_result (self->job, &tmp, &err);
   if (out == NULL) {
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot store the result "
             "in the cache folder, streaming it instead: %s", err->message),
@@ -791,12 +637,15 @@ store_result (GstGrokImagineSrc * self)
   grok_imagine_fetch_close (self->fetch);
   self->store_done = TRUE;
 
-  if (!grok_imagine_journal_commit_result (self->journal, tmp, &entry, &err)) {
+  if (!grok_imagine_job_commit_result (self->job, tmp, &size, &err)) {
+    /* an empty result is never stored nor served */
+    if (g_error_matches (err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL))
+      return post_error (self, err, 0, self->run.task_id, doing);
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot record the result "
             "in the journal, streaming it instead: %s", err->message), (NULL));
     return GST_FLOW_OK;
   }
-  if (!open_stored_result (self, entry.size))
+  if (!open_stored_result (self))
     GST_WARNING_OBJECT (self, "cannot open the stored result, streaming it");
   return GST_FLOW_OK;
 
@@ -807,86 +656,106 @@ failed:
   return post_error (self, err, http_status, self->run.task_id, doing);
 }
 
-/* Submits (unless reattaching) and polls until the job ends. Runs in the
- * streaming thread; every wait and request ends at unlock(). */
+/* What the job reports, as bus messages and progress */
+static void
+on_job_event (GrokImagineJobEvent event, const gchar * task_id,
+    const GrokImagineStatus * st, const gchar * text, gpointer user_data)
+{
+  GstGrokImagineSrc *self = user_data;
+
+  if (task_id && g_strcmp0 (task_id, self->run.task_id) != 0) {
+    g_free (self->run.task_id);
+    self->run.task_id = g_strdup (task_id);
+    GST_OBJECT_LOCK (self);
+    g_free (self->submitted_task_id);
+    self->submitted_task_id = g_strdup (task_id);
+    GST_OBJECT_UNLOCK (self);
+  }
+
+  switch (event) {
+    case GROK_IMAGINE_JOB_SUBMITTING:
+      GST_INFO_OBJECT (self, "submitting a %s job",
+          grok_imagine_api_get_nick (self->run.req.api));
+      post_progress (self, GST_PROGRESS_TYPE_START, "submit", 0,
+          "Submitting the job to %s",
+          grok_imagine_client_get_host (self->client));
+      break;
+    case GROK_IMAGINE_JOB_SUBMITTED:
+      post_task_message (self, task_id, "submitted", NULL);
+      post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "submit", 100,
+          "Submitted task %s", task_id);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TASK_ID]);
+      post_progress (self, GST_PROGRESS_TYPE_START, "generate", 0,
+          "Waiting for task %s", task_id);
+      break;
+    case GROK_IMAGINE_JOB_REATTACHED:
+      GST_INFO_OBJECT (self, "reattaching to task %s (from %s)", task_id,
+          text);
+      post_progress (self, GST_PROGRESS_TYPE_START, "generate", 0,
+          "Waiting for task %s", task_id);
+      break;
+    case GROK_IMAGINE_JOB_RESUBMITTING:
+      GST_ELEMENT_WARNING (self, RESOURCE, READ, ("%s", text), (NULL));
+      break;
+    case GROK_IMAGINE_JOB_STATUS:
+      post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "generate", -1,
+          "Task %s: %s", task_id, st->raw_status);
+      if (g_strcmp0 (st->raw_status, self->last_raw_status) != 0) {
+        g_free (self->last_raw_status);
+        self->last_raw_status = g_strdup (st->raw_status);
+        post_task_message (self, task_id,
+            grok_imagine_state_get_nick (st->state), st);
+      }
+      if (st->state == GROK_IMAGINE_STATE_COMPLETED)
+        post_tags (self, st);
+      break;
+    case GROK_IMAGINE_JOB_CACHED:
+      post_cached (self, task_id);
+      break;
+    case GROK_IMAGINE_JOB_WARNING:
+      GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("%s", text), (NULL));
+      break;
+  }
+}
+
+/* Runs the job until its result is known, then opens the stored result or
+ * the result URL. Runs in the streaming thread; every wait and request ends
+ * at unlock(), except a POST that has started to leave. */
 static GstFlowReturn
 run_job (GstGrokImagineSrc * self)
 {
-  GstFlowReturn ret;
+  g_autoptr (GCancellable) cancellable = get_cancellable (self);
+  g_autoptr (GError) err = NULL;
+  const gchar *doing = NULL, *url;
+  gboolean ok;
 
-  /* A flush interrupts the job; the deadline stays that of the first try */
-  if (self->deadline == 0)
-    self->deadline = g_get_monotonic_time () +
-        self->run.timeout * G_TIME_SPAN_SECOND;
-  if (self->journal && !self->journal_checked) {
-    ret = consult_journal (self);
-    if (ret != GST_FLOW_OK || self->cache_fd >= 0)
-      return ret;
+  /* after a flush: the task is known, the polls go on */
+  if (grok_imagine_job_get_task_id (self->job) && self->progress == NULL)
+    post_progress (self, GST_PROGRESS_TYPE_START, "generate", 0,
+        "Waiting for task %s", self->run.task_id);
+  ok = grok_imagine_job_run (self->job, cancellable, &doing, &err);
+  if (!ok) {
+    if (self->progress)
+      post_progress (self, g_error_matches (err, G_IO_ERROR,
+              G_IO_ERROR_CANCELLED) ? GST_PROGRESS_TYPE_CANCELED :
+          GST_PROGRESS_TYPE_ERROR, self->progress, -1, "%s failed",
+          g_str_equal (self->progress, "submit") ? "Submitting" :
+          "Waiting for the task");
+    return post_error (self, err, grok_imagine_job_get_http_status
+        (self->job), grok_imagine_job_get_task_id (self->job), doing);
   }
-  if (self->run.task_id == NULL && (ret = submit (self)) != GST_FLOW_OK)
-    return ret;
 
-  post_progress (self, GST_PROGRESS_TYPE_START, "generate", 0,
-      "Waiting for task %s", self->run.task_id);
-  ret = poll_until_done (self);
-  if (ret == GST_FLOW_OK)
+  if (self->progress && g_str_equal (self->progress, "generate"))
     post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "generate", 100,
         "Task %s completed", self->run.task_id);
-  else
-    post_progress (self, ret == GST_FLOW_FLUSHING ?
-        GST_PROGRESS_TYPE_CANCELED : GST_PROGRESS_TYPE_ERROR, "generate", -1,
-        "Task %s did not complete", self->run.task_id);
-  return ret;
+  if (open_stored_result (self))
+    return GST_FLOW_OK;
+  url = grok_imagine_job_get_result_url (self->job);
+  GST_INFO_OBJECT (self, "task %s completed, streaming result %u: %s",
+      self->run.task_id, self->run.result_index, url);
+  self->fetch = grok_imagine_fetch_new (&self->http, url);
+  return GST_FLOW_OK;
 }
-
-static GstFlowReturn
-poll_until_done (GstGrokImagineSrc * self)
-{
-  for (;;) {
-    g_autoptr (GCancellable) cancellable = get_cancellable (self);
-    g_autoptr (GrokImagineStatus) st = NULL;
-    g_autoptr (GError) err = NULL;
-    guint http_status = 0;
-    gint64 now;
-
-    st = grok_imagine_client_poll (self->client, self->run.task_id,
-        self->deadline, cancellable, &http_status, &err);
-    if (st == NULL && g_error_matches (err, GROK_IMAGINE_ERROR,
-            GROK_IMAGINE_ERROR_TIMEOUT))
-      return post_timeout (self, self->last_raw_status, err);
-    if (st == NULL)
-      return post_error (self, err, http_status, self->run.task_id,
-          "checking the task status");
-
-    post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "generate", -1,
-        "Task %s: %s", self->run.task_id, st->raw_status);
-    if (g_strcmp0 (st->raw_status, self->last_raw_status) != 0) {
-      g_free (self->last_raw_status);
-      self->last_raw_status = g_strdup (st->raw_status);
-      post_task_message (self, self->run.task_id,
-          grok_imagine_state_get_nick (st->state), st);
-    }
-
-    if (st->state == GROK_IMAGINE_STATE_COMPLETED)
-      return job_completed (self, st);
-    if (st->state == GROK_IMAGINE_STATE_FAILED) {
-      err = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TASK_FAILED,
-          "Video generation failed for task %s: %s", self->run.task_id,
-          st->error_message ? st->error_message : st->raw_status);
-      return post_error (self, err, http_status, self->run.task_id,
-          "generating");
-    }
-
-    now = g_get_monotonic_time ();
-    if (now >= self->deadline)
-      return post_timeout (self, st->raw_status, NULL);
-    if (!grok_imagine_wait (MIN (self->run.poll_interval *
-                G_TIME_SPAN_MILLISECOND, self->deadline - now), cancellable,
-            NULL))
-      return GST_FLOW_FLUSHING;
-  }
-}
-
 /* Called by the HTTP layer before it waits: says why on the bus */
 static void
 on_wait (GrokImagineWaitReason reason, gint64 wait_us, const GError * cause,
@@ -944,14 +813,11 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
 {
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
   g_autoptr (GError) err = NULL;
-  g_autofree gchar *json = NULL;
-  const gchar *cache_dir;
-  gboolean reattach;
+  GrokImagineJobSettings job = { 0, };
 
   GST_OBJECT_LOCK (self);
   settings_copy (&self->run, &self->settings);
   GST_OBJECT_UNLOCK (self);
-  reattach = self->run.task_id != NULL;
 
   if (self->run.api_key == NULL && g_getenv (KEY_ENV) && *g_getenv (KEY_ENV))
     self->run.api_key = g_strdup (g_getenv (KEY_ENV));
@@ -976,16 +842,6 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
           (NULL));
       goto failed;
     }
-    /* The same request again, after a stop: reuse the task already paid for */
-    json = grok_imagine_request_to_json (&self->run.req);
-    self->fingerprint = g_strdup_printf ("%s\n%s\n%s",
-        grok_imagine_api_get_nick (self->run.req.api),
-        self->run.base_url ? self->run.base_url : "", json);
-    GST_OBJECT_LOCK (self);
-    if (!self->run.refresh
-        && g_strcmp0 (self->fingerprint, self->submitted_fingerprint) == 0)
-      self->run.task_id = g_strdup (self->submitted_task_id);
-    GST_OBJECT_UNLOCK (self);
   }
 
   if (self->run.api_key == NULL) {
@@ -1004,20 +860,23 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
     goto failed;
   }
 
-  /* The journal keys a request by what is sent and where, never the key */
-  cache_dir = self->run.cache_dir ? self->run.cache_dir : g_getenv (CACHE_ENV);
-  if (!reattach && cache_dir && *cache_dir) {
-    g_autofree gchar *key = grok_imagine_journal_key
-        (grok_imagine_api_get_nick (self->run.req.api),
-        grok_imagine_client_get_base_url (self->client), json,
-        self->run.result_index);
-
-    self->journal = grok_imagine_journal_open (cache_dir, key, &err);
-    if (self->journal == NULL) {
-      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message),
-          (NULL));
-      goto failed;
-    }
+  /* The job keys a request by what is sent and where, never the key */
+  job.req = &self->run.req;
+  job.task_id = self->run.task_id;
+  job.cache_dir = self->run.cache_dir ? self->run.cache_dir :
+      g_getenv (CACHE_ENV);
+  job.result_index = self->run.result_index;
+  job.poll_interval = self->run.poll_interval;
+  job.timeout = self->run.timeout;
+  job.refresh = self->run.refresh;
+  job.share = self->run.share_tasks;
+  job.owner = self->serial;
+  job.api_key = self->run.api_key;
+  self->job = grok_imagine_job_new (self->client, &job, on_job_event, self,
+      &err);
+  if (self->job == NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message), (NULL));
+    goto failed;
   }
   GST_DEBUG_OBJECT (self, "started, api %s at %s, task %s",
       grok_imagine_api_get_nick (self->run.req.api),
@@ -1045,19 +904,15 @@ gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
   self->sent_buffer = FALSE;
   gst_clear_tag_list (&self->pending_tags);
   g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
-  g_clear_pointer (&self->journal, grok_imagine_journal_free);
-  g_clear_pointer (&self->result_urls, g_strfreev);
   if (self->cache_fd >= 0)
     close (self->cache_fd);
   self->cache_fd = -1;
-  self->journal_checked = FALSE;
   self->store_done = FALSE;
+  g_clear_pointer (&self->job, grok_imagine_job_free);
   g_clear_pointer (&self->client, grok_imagine_client_free);
   if (self->http.session)
     soup_session_abort (self->http.session);
   g_clear_object (&self->http.session);
-  self->deadline = 0;
-  g_clear_pointer (&self->fingerprint, g_free);
   g_clear_pointer (&self->last_raw_status, g_free);
   gst_clear_caps (&self->caps);
   self->announced_size = 0;
@@ -1214,8 +1069,8 @@ read_stored (GstGrokImagineSrc * self, guint64 offset, guint8 * data,
       int e = errno;
 
       GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Cannot read the stored "
-              "result %s: %s", grok_imagine_journal_get_result_path
-              (self->journal), g_strerror (e)), (NULL));
+              "result of task %s: %s", self->run.task_id, g_strerror (e)),
+          (NULL));
       return GST_FLOW_ERROR;
     }
     if (r == 0)
@@ -1276,7 +1131,8 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
   if (self->cache_fd < 0) {
     if (self->fetch == NULL && (ret = run_job (self)) != GST_FLOW_OK)
       return ret;
-    if (self->cache_fd < 0 && self->journal && !self->store_done
+    if (self->cache_fd < 0 && grok_imagine_job_has_journal (self->job)
+        && !self->store_done
         && (ret = store_result (self)) != GST_FLOW_OK)
       return ret;
   }
@@ -1601,9 +1457,6 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     case PROP_TASK_ID:
       g_free (s->task_id);
       s->task_id = dup_nonempty (value);
-      /* Setting or clearing it forgets the task this element submitted:
-       * clearing it asks for a new job even for the same request */
-      g_clear_pointer (&self->submitted_fingerprint, g_free);
       g_clear_pointer (&self->submitted_task_id, g_free);
       break;
     case PROP_RESULT_INDEX:
@@ -1638,6 +1491,9 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
       break;
     case PROP_REFRESH:
       s->refresh = g_value_get_boolean (value);
+      break;
+    case PROP_SHARE_TASKS:
+      s->share_tasks = g_value_get_boolean (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1728,11 +1584,38 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_REFRESH:
       g_value_set_boolean (value, s->refresh);
       break;
+    case PROP_SHARE_TASKS:
+      g_value_set_boolean (value, s->share_tasks);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
   }
   GST_OBJECT_UNLOCK (self);
+}
+
+/* A stop during the paid POST: once any of it has left, its answer is
+ * awaited (at most MIN (request-timeout, 10 s)) and its task recorded, the
+ * one exception to set_state(NULL) returning at once */
+static GstStateChangeReturn
+gst_grok_imagine_src_change_state (GstElement * element,
+    GstStateChange transition)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (element);
+
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY && self->job) {
+    gint64 wait = self->run.request_timeout ? MIN (self->run.request_timeout *
+        G_TIME_SPAN_SECOND, STOP_WAIT_MAX) : STOP_WAIT_MAX;
+    g_autofree gchar *task_id = grok_imagine_job_stop (self->job, wait);
+
+    if (task_id)
+      GST_ELEMENT_WARNING_WITH_DETAILS (self, RESOURCE, READ,
+          ("Stopped while the job was being submitted: waited for its answer "
+              "and recorded it. Set task-id=%s to fetch this task without "
+              "paying again.", task_id), (NULL), ("task-id", G_TYPE_STRING,
+              task_id, NULL));
+  }
+  return GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
 }
 
 static void
@@ -1743,7 +1626,6 @@ gst_grok_imagine_src_finalize (GObject * object)
   settings_clear (&self->settings);
   settings_clear (&self->run);
   g_free (self->submitted_task_id);
-  g_free (self->submitted_fingerprint);
   g_strfreev (self->uri_params);
   g_object_unref (self->cancellable);
   g_mutex_clear (&self->cancel_lock);
@@ -1767,11 +1649,13 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->retries = DEFAULT_RETRIES;
   s->request_timeout = DEFAULT_REQUEST_TIMEOUT;
   s->ssl_strict = DEFAULT_SSL_STRICT;
+  s->share_tasks = DEFAULT_SHARE_TASKS;
 
   self->download_percent = -1;
   self->cache_fd = -1;
   g_mutex_init (&self->cancel_lock);
   self->cancellable = g_cancellable_new ();
+  self->serial = g_atomic_int_add (&serials, 1);
 
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_BYTES);
   gst_base_src_set_blocksize (GST_BASE_SRC (self), DEFAULT_BLOCKSIZE);
@@ -1789,6 +1673,8 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
   gobject_class->set_property = gst_grok_imagine_src_set_property;
   gobject_class->get_property = gst_grok_imagine_src_get_property;
   gobject_class->finalize = gst_grok_imagine_src_finalize;
+  element_class->change_state =
+      GST_DEBUG_FUNCPTR (gst_grok_imagine_src_change_state);
 
   properties[PROP_PROMPT] = g_param_spec_string ("prompt", "Prompt",
       "What to generate (required for text-to-video and text-to-image; at "
@@ -1848,8 +1734,9 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       rw);
   properties[PROP_REQUEST_TIMEOUT] = g_param_spec_uint ("request-timeout",
       "Request timeout", "Seconds an HTTP request may wait for the server "
-      "(to connect, or for data) before it fails; 0 = no limit", 0, 3600,
-      DEFAULT_REQUEST_TIMEOUT, rw);
+      "(to connect, or for data) before it fails; 0 = no limit. A stop "
+      "during the paid POST waits this long for its answer, at most 10 s", 0,
+      3600, DEFAULT_REQUEST_TIMEOUT, rw);
   properties[PROP_SSL_STRICT] = g_param_spec_boolean ("ssl-strict",
       "SSL strict", "Refuse HTTPS servers whose certificate cannot be "
       "verified", DEFAULT_SSL_STRICT, rw);
@@ -1866,7 +1753,12 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "variable; unset: no journal)", NULL, rw);
   properties[PROP_REFRESH] = g_param_spec_boolean ("refresh", "Refresh",
       "Generate anew (a new, paid job) even when this request already has a "
-      "task or a stored result", DEFAULT_REFRESH, rw);
+      "task, a stored result or a submit in doubt", DEFAULT_REFRESH, rw);
+  properties[PROP_SHARE_TASKS] = g_param_spec_boolean ("share-tasks",
+      "Share tasks", "Reattach to the task another element of this process "
+      "has for the same request (running or done), and share one POST with "
+      "it; false: only this element's own earlier runs are reattached",
+      DEFAULT_SHARE_TASKS, rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);

@@ -69,12 +69,15 @@ teardown (void)
   g_ptr_array_set_size (live_pipelines, 0);
 }
 
-/* A grokimaginesrc pointed at the simulator, as a launch-line fragment */
+/* A grokimaginesrc pointed at the simulator, as a launch-line fragment.
+ * Its tasks are its own (share-tasks=false): the tests of a program run in
+ * one process and often repeat a request. */
 gchar *
 src_desc (const gchar * extra)
 {
   return g_strdup_printf ("grokimaginesrc name=src base-url=%s api-key="
-      SIM_KEY " poll-interval=50 %s", sim_api_url (sim), extra);
+      SIM_KEY " poll-interval=50 share-tasks=false %s", sim_api_url (sim),
+      extra);
 }
 
 void
@@ -337,3 +340,50 @@ stop_simulator (void)
   g_clear_pointer (&sim, sim_stop);
 }
 
+
+/* Polls a counter of the simulator until it reaches @value, for at most
+ * 10 s */
+gboolean
+sim_stat_reaches (const gchar * name, gint64 value)
+{
+  guint i;
+
+  for (i = 0; i < 500; i++) {
+    if (sim_stat (sim, name) >= value)
+      return TRUE;
+    g_usleep (20 * 1000);
+  }
+  return FALSE;
+}
+
+gboolean
+run_has_warning (Run * r, const gchar * needle)
+{
+  guint i;
+
+  for (i = 0; i < r->warnings->len; i++)
+    if (strstr (g_ptr_array_index (r->warnings, i), needle))
+      return TRUE;
+  return FALSE;
+}
+
+/* What the bus of @pipeline holds now, collected as run_pipeline() does */
+Run *
+run_drain (GstElement * pipeline)
+{
+  Run *r = g_new0 (Run, 1);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg;
+
+  r->tasks = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_structure_free);
+  r->warnings = g_ptr_array_new_with_free_func (g_free);
+  r->progress = g_ptr_array_new_with_free_func (g_free);
+  r->log = g_string_new (NULL);
+  while ((msg = gst_bus_pop (bus))) {
+    collect (r, msg);
+    gst_message_unref (msg);
+  }
+  gst_object_unref (bus);
+  return r;
+}

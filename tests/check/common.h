@@ -50,6 +50,10 @@ GBytes *read_file (const gchar * path);
 gchar *temp_path (const gchar * name);
 void wait_for (GstElement * pipeline, GstMessageType type);
 
+gboolean sim_stat_reaches (const gchar * name, gint64 value);
+gboolean run_has_warning (Run * r, const gchar * needle);
+Run *run_drain (GstElement * pipeline);
+
 /* Fixtures */
 void setup (void);
 void teardown (void);

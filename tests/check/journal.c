@@ -35,6 +35,16 @@ entry_path (void)
   return NULL;
 }
 
+static gboolean
+entry_has (const gchar * text)
+{
+  g_autofree gchar *path = entry_path ();
+  g_autofree gchar *data = NULL;
+
+  return path && g_file_get_contents (path, &data, NULL, NULL)
+      && strstr (data, text) != NULL;
+}
+
 static GBytes *
 run_to_file (const gchar * props, Run ** run)
 {
@@ -56,21 +66,18 @@ run_to_file (const gchar * props, Run ** run)
 GST_START_TEST (test_key)
 {
   g_autofree gchar *a = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", 0);
+      "https://grokimagineapi.com", "{\"prompt\":\"x\"}");
   g_autofree gchar *same = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", 0);
-  g_autofree gchar *index = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", 1);
+      "https://grokimagineapi.com", "{\"prompt\":\"x\"}");
   g_autofree gchar *host = grok_imagine_journal_key ("grokimagineapi",
-      "http://127.0.0.1:1", "{\"prompt\":\"x\"}", 0);
+      "http://127.0.0.1:1", "{\"prompt\":\"x\"}");
   g_autofree gchar *api = grok_imagine_journal_key ("grok5imagine",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", 0);
+      "https://grokimagineapi.com", "{\"prompt\":\"x\"}");
   g_autofree gchar *prompt = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"y\"}", 0);
+      "https://grokimagineapi.com", "{\"prompt\":\"y\"}");
 
   fail_unless_equals_int (strlen (a), 64);
   fail_unless_equals_string (a, same);
-  fail_if (g_str_equal (a, index));
   fail_if (g_str_equal (a, host));
   fail_if (g_str_equal (a, api));
   fail_if (g_str_equal (a, prompt));
@@ -84,8 +91,13 @@ GST_START_TEST (test_entries)
   g_autoptr (GrokImagineEntry) read = NULL;
   g_autoptr (GError) err = NULL;
   gchar *urls[] = { (gchar *) "https://cdn.example/1.mp4", NULL };
-  GrokImagineEntry submitted = { (gchar *) "task_1", NULL, FALSE, 0 };
-  GrokImagineEntry done = { (gchar *) "task_1", urls, TRUE, 1234 };
+  guint64 sizes[] = { 1234, 0 };
+  GrokImagineEntry submitted = { GROK_IMAGINE_ENTRY_SUBMITTED,
+    (gchar *) "task_1", 0, NULL, NULL, NULL
+  };
+  GrokImagineEntry done = { GROK_IMAGINE_ENTRY_COMPLETED, (gchar *) "task_1",
+    G_GINT64_CONSTANT (1764620000) * G_USEC_PER_SEC, NULL, urls, sizes
+  };
 
   fresh_cache ();
   j = grok_imagine_journal_open (cache_dir, "k", &err);
@@ -96,25 +108,35 @@ GST_START_TEST (test_entries)
   fail_unless (grok_imagine_journal_write (j, &submitted, NULL));
   read = grok_imagine_journal_read (j, NULL);
   fail_unless_equals_string (read->task_id, "task_1");
-  fail_if (read->completed);
+  fail_unless_equals_int (read->state, GROK_IMAGINE_ENTRY_SUBMITTED);
   grok_imagine_entry_free (g_steal_pointer (&read));
 
   fail_unless (grok_imagine_journal_write (j, &done, NULL));
   read = grok_imagine_journal_read (j, NULL);
-  fail_unless (read->completed);
-  fail_unless_equals_int (read->size, 1234);
+  fail_unless_equals_int (read->state, GROK_IMAGINE_ENTRY_COMPLETED);
+  fail_unless_equals_int (read->sizes[0], 1234);
+  fail_unless_equals_int (read->submitted_at, done.submitted_at);
   fail_unless_equals_string (read->result_urls[0], urls[0]);
   grok_imagine_entry_free (g_steal_pointer (&read));
 
   /* a half-written or foreign entry is damaged, not a crash */
   fail_unless (g_file_set_contents (grok_imagine_journal_get_entry_path (j),
-          "{\"version\": 1, \"task_id\": \"task_", -1, NULL));
+          "{\"version\": 2, \"task_id\": \"task_", -1, NULL));
   fail_unless (grok_imagine_journal_read (j, &err) == NULL);
   fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_INVALID_DATA));
   g_clear_error (&err);
   fail_unless (g_file_set_contents (grok_imagine_journal_get_entry_path (j),
-          "{\"version\": 1, \"task_id\": 5}", -1, NULL));
+          "{\"version\": 2, \"state\": \"submitted\", \"task_id\": 5}",
+          -1, NULL));
   fail_unless (grok_imagine_journal_read (j, &err) == NULL && err != NULL);
+  g_clear_error (&err);
+  /* another version is not guessed at */
+  fail_unless (g_file_set_contents (grok_imagine_journal_get_entry_path (j),
+          "{\"version\": 3, \"state\": \"submitted\", \"task_id\": \"t\"}",
+          -1, NULL));
+  fail_unless (grok_imagine_journal_read (j, &err) == NULL);
+  fail_unless (strstr (err->message, "version 3") != NULL, "%s",
+      err->message);
 }
 
 GST_END_TEST;
@@ -258,19 +280,20 @@ GST_START_TEST (test_rerun_after_sigkill)
   g_autoptr (GError) err = NULL;
   g_autoptr (Run) r = NULL;
   g_autoptr (GBytes) got = NULL;
-  g_autofree gchar *entry = NULL;
+  gboolean recorded = FALSE;
   gint i;
 
   fresh_cache ();
   fail_unless (sim_set_faults (sim, "{\"job_duration_ms\": 3000}"));
   killed = spawn_launch ("killed", out, &err);
   fail_unless (killed != NULL, "%s", err ? err->message : "");
-  for (i = 0; i < 200 && (entry = entry_path ()) == NULL; i++)
+  /* the entry says "submitting" before the POST, "submitted" after it */
+  for (i = 0; i < 400 && !(recorded = entry_has ("\"submitted\"")); i++)
     g_usleep (25 * 1000);
-  fail_unless (entry != NULL, "the task was never recorded");
-  fail_unless (sim_stat (sim, "accepted_submits") == 1);
   g_subprocess_send_signal (killed, SIGKILL);
   g_subprocess_wait (killed, NULL, NULL);
+  fail_unless (recorded, "the task was never recorded");
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
 
   got = run_to_file ("prompt=killed", &r);
   fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
@@ -329,27 +352,39 @@ GST_START_TEST (test_refresh_pays_again)
 
 GST_END_TEST;
 
+/* A damaged entry stops the run with an error naming the file and
+ * refresh=true: it never pays again */
 GST_START_TEST (test_damaged_entry)
 {
   g_autoptr (Run) r1 = NULL, r2 = NULL, r3 = NULL;
-  g_autoptr (GBytes) b1 = NULL, b2 = NULL, b3 = NULL;
-  g_autofree gchar *entry = NULL;
-  gboolean warned = FALSE;
-  guint i;
+  g_autoptr (GBytes) b1 = NULL, b3 = NULL;
+  g_autofree gchar *entry = NULL, *props = NULL;
 
   fresh_cache ();
+  props = cached_props ("prompt=damaged");
   b1 = run_to_file ("prompt=damaged", &r1);
   entry = entry_path ();
   fail_unless (entry != NULL);
-  fail_unless (g_file_set_contents (entry, "{\"version\": 1, \"tas", -1,
+  fail_unless (g_file_set_contents (entry, "{\"version\": 2, \"tas", -1,
           NULL));
-  b2 = run_to_file ("prompt=damaged", &r2);
-  for (i = 0; i < r2->warnings->len; i++)
-    warned |= strstr (g_ptr_array_index (r2->warnings, i),
-        "damaged journal entry") != NULL;
-  fail_unless (warned);
-  /* a new job, and a good entry again */
+  r2 = run_src (props, "fakesink");
+  assert_error (r2, GST_RESOURCE_ERROR_READ, entry);
+  assert_error (r2, GST_RESOURCE_ERROR_READ, "refresh=true");
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  /* an entry of a version this element does not know, likewise */
+  fail_unless (g_file_set_contents (entry, "{\"version\": 9, \"state\": "
+          "\"submitted\", \"task_id\": \"task_1\"}", -1, NULL));
+  run_free (g_steal_pointer (&r2));
+  r2 = run_src (props, "fakesink");
+  assert_error (r2, GST_RESOURCE_ERROR_READ, "version 9");
+  assert_error (r2, GST_RESOURCE_ERROR_READ, "refresh=true");
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+
+  /* refresh=true is the way on: a new job, and a good entry again */
+  b3 = run_to_file ("prompt=damaged refresh=true", &r3);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+  run_free (g_steal_pointer (&r3));
+  g_bytes_unref (g_steal_pointer (&b3));
   b3 = run_to_file ("prompt=damaged", &r3);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
 }

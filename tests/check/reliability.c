@@ -97,9 +97,9 @@ GST_START_TEST (test_submit_never_repeated)
   check_submit_not_repeated ("{\"generate_status\": 503}", "prompt=x", 0);
   /* the server took the job, the answer was lost */
   check_submit_not_repeated ("{\"generate_drop\": true}", "prompt=x", 1);
-  /* no answer within request-timeout */
+  /* no answer within request-timeout: the task exists all the same */
   check_submit_not_repeated ("{\"generate_delay_ms\": 4000}",
-      "prompt=x request-timeout=1", 0);
+      "prompt=x request-timeout=1", 1);
   /* an answer we cannot read may still stand for a task */
   check_submit_not_repeated ("{\"malformed_json\": \"generate\"}",
       "prompt=x", 1);

@@ -152,7 +152,8 @@ static const FaultSpec fault_specs[N_FAULTS] = {
   [F_RESPONSE_DELAY] = SPEC_INT ("response_delay_ms", "response-delay", 0,
       G_MAXINT, 0, FALSE, "MS", "Delay every API answer"),
   [F_GENERATE_DELAY] = SPEC_INT ("generate_delay_ms", "generate-delay", 0,
-      G_MAXINT, 0, TRUE, "MS", "Delay generate answers"),
+      G_MAXINT, 0, TRUE, "MS", "Delay generate answers (the task is made "
+      "when the request arrives)"),
   [F_STATUS_DELAY] = SPEC_INT ("status_delay_ms", "status-delay", 0, G_MAXINT,
       0, TRUE, "MS", "Delay status answers"),
   [F_GENERATE_DROP] = SPEC_BOOL ("generate_drop", "generate-drop", TRUE,
@@ -1587,14 +1588,17 @@ api_answer (SoupServerMessage * msg)
   return TRUE;
 }
 
-/* An API request answered after a delay fault. It is dropped, never
- * processed, when its client goes away meanwhile or on /_sim/reset, so a
- * cancelled request cannot create a task later on. */
+/* An API request answered after a delay fault. A status request is
+ * dropped, never processed, when its client goes away meanwhile or on
+ * /_sim/reset. A generate request was processed when its body arrived, as
+ * a real server does: its task exists whether or not the answer reaches the
+ * client. */
 typedef struct
 {
   SoupServerMessage *msg;
   GSource *timeout;
   GSource *watch;               /* socket source, then a periodic check */
+  gboolean processed;           /* answered already, only held back */
 } Delayed;
 
 static void
@@ -1608,9 +1612,9 @@ delayed_finish (Delayed * d, gboolean answer)
     g_source_unref (d->watch);
   }
   if (!message_is_finished (d->msg)) {
-    if (!answer)
+    if (!answer && !d->processed)
       reply_error (d->msg, 503, "Service unavailable: request dropped");
-    if (!answer || api_answer (d->msg))
+    if (!answer || d->processed || api_answer (d->msg))
       soup_server_message_unpause (d->msg);
   }
   g_object_unref (d->msg);
@@ -1664,11 +1668,12 @@ delayed_client_event (GSocket * socket, GIOCondition condition, gpointer data)
 }
 
 static void
-delay_answer (SoupServerMessage * msg, gint64 delay_ms)
+delay_answer (SoupServerMessage * msg, gint64 delay_ms, gboolean processed)
 {
   Delayed *d = g_new0 (Delayed, 1);
   GSocket *socket = soup_server_message_get_socket (msg);
 
+  d->processed = processed;
   d->msg = g_object_ref (msg);
   g_signal_connect (msg, "finished", G_CALLBACK (message_finished), NULL);
   soup_server_message_pause (msg);
@@ -1909,6 +1914,7 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
   const gchar *method = soup_server_message_get_method (msg);
   Endpoint ep = endpoint_for (path);
   gint64 delay = 0;
+  gboolean generate = FALSE;
 
   if (sim.verbose)
     g_printerr ("grokimagine-sim: api %s %s\n", method, path);
@@ -1927,6 +1933,7 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
       method == SOUP_METHOD_POST) {
     sim.stats.generate_requests++;
     delay = fault_take (F_GENERATE_DELAY);
+    generate = TRUE;
   }
   if (ep == EP_V1_STATUS || ep == EP_GROK5_STATUS) {
     sim.stats.status_requests++;
@@ -1935,10 +1942,15 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
 
   if (!delay)
     delay = FAULT (RESPONSE_DELAY);
-  if (delay > 0)
-    delay_answer (msg, delay);
-  else
+  if (delay > 0 && generate) {
+    /* the task is made now; only its answer waits (unless dropped) */
+    if (api_answer (msg))
+      delay_answer (msg, delay, TRUE);
+  } else if (delay > 0) {
+    delay_answer (msg, delay, FALSE);
+  } else {
     api_answer (msg);
+  }
 }
 
 /* ------------------------------------------------------------------ */

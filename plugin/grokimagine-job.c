@@ -1,0 +1,724 @@
+/* gst-grokimagine
+ * Copyright (C) 2026 gst-grokimagine authors
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "grokimagine-job.h"
+#include "grokimagine-journal.h"
+
+#include <string.h>
+
+#define TABLE_POLL (50 * G_TIME_SPAN_MILLISECOND)
+#define RECORD_LOCK_WAIT (10 * G_TIME_SPAN_SECOND)
+
+#define HOW_TO_GO_ON "Look for the task in your account's task history and " \
+  "fetch it with task-id=<id>, or set refresh=true to pay for a new one."
+
+struct _GrokImagineJob
+{
+  GrokImagineClient *client;
+  const GrokImagineRequest *req;
+  gchar *given_task_id;
+  guint result_index;
+  guint poll_interval;
+  guint timeout;
+  gboolean refresh;
+  GrokImagineJobNotify notify;
+  gpointer user_data;
+
+  gchar *key;                   /* the request, without the result index */
+  gchar *table_key;             /* its place in the task table: the request
+                                 * and a hash of the account's key */
+  GrokImagineJournal *journal;  /* with a cache-dir */
+
+  /* the streaming thread's */
+  gboolean decided;             /* the task is known (or the stored file) */
+  gboolean claimed;             /* our SUBMITTING mark is in the table */
+  GrokImagineEntry *table_prev; /* what the table held before the mark */
+  gint64 deadline;
+  gchar *task_id;
+  gchar **result_urls;          /* once completed */
+  guint64 stored_size;          /* serving the stored result */
+  gchar *last_raw_status;
+  guint http_status;
+
+  /* the POST guard: the streaming thread and a stop or unlock elsewhere */
+  GMutex lock;
+  GCond cond;
+  GCancellable *post;           /* what the POST is cancelled with */
+  gboolean posting;
+  gboolean left;                /* some of it has left, no refusal came */
+  gboolean cancel_asked;
+  gboolean stopping;
+  gchar *posted_task_id;
+};
+
+/* --- the task table: one per process ---------------------------------------- */
+
+static GMutex table_lock;
+static GCond table_cond;
+static GHashTable *table;       /* table key -> GrokImagineEntry */
+
+static GrokImagineEntry *
+entry_copy (const GrokImagineEntry * e)
+{
+  GrokImagineEntry *c;
+
+  if (e == NULL)
+    return NULL;
+  c = g_new0 (GrokImagineEntry, 1);
+  c->state = e->state;
+  c->task_id = g_strdup (e->task_id);
+  c->submitted_at = e->submitted_at;
+  c->error_message = g_strdup (e->error_message);
+  grok_imagine_entry_set_result_urls (c, e->result_urls);
+  if (e->sizes)
+    memcpy (c->sizes, e->sizes, g_strv_length (c->result_urls) *
+        sizeof (guint64));
+  return c;
+}
+
+/* Waits while another element of this process submits the same request,
+ * then marks it as ours to submit; *known is what the table knew */
+static gboolean
+table_claim (GrokImagineJob * job, GCancellable * cancellable,
+    GrokImagineEntry ** known, GError ** error)
+{
+  GrokImagineEntry *e, *mark;
+
+  g_mutex_lock (&table_lock);
+  if (table == NULL)
+    table = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+        (GDestroyNotify) grok_imagine_entry_free);
+  while ((e = g_hash_table_lookup (table, job->table_key))
+      && e->state == GROK_IMAGINE_ENTRY_SUBMITTING) {
+    gint64 now = g_get_monotonic_time ();
+
+    if (g_cancellable_set_error_if_cancelled (cancellable, error))
+      goto failed;
+    if (now >= job->deadline) {
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+          "Another element of this process was still submitting the same "
+          "request when the timeout of %u s ran out", job->timeout);
+      goto failed;
+    }
+    g_cond_wait_until (&table_cond, &table_lock, MIN (now + TABLE_POLL,
+            job->deadline));
+  }
+  *known = entry_copy (e);
+  job->table_prev = entry_copy (e);
+  mark = g_new0 (GrokImagineEntry, 1);
+  mark->state = GROK_IMAGINE_ENTRY_SUBMITTING;
+  grok_imagine_entry_set_result_urls (mark, NULL);
+  g_hash_table_replace (table, g_strdup (job->table_key), mark);
+  job->claimed = TRUE;
+  g_mutex_unlock (&table_lock);
+  return TRUE;
+
+failed:
+  g_mutex_unlock (&table_lock);
+  return FALSE;
+}
+
+/* Puts @e (or, when NULL and we hold the mark, what was there before) in
+ * the table and wakes the elements waiting for it */
+static void
+table_set (GrokImagineJob * job, const GrokImagineEntry * e)
+{
+  g_mutex_lock (&table_lock);
+  if (e)
+    g_hash_table_replace (table, g_strdup (job->table_key), entry_copy (e));
+  else if (job->claimed && job->table_prev)
+    g_hash_table_replace (table, g_strdup (job->table_key),
+        g_steal_pointer (&job->table_prev));
+  else if (job->claimed)
+    g_hash_table_remove (table, job->table_key);
+  job->claimed = FALSE;
+  g_clear_pointer (&job->table_prev, grok_imagine_entry_free);
+  g_cond_broadcast (&table_cond);
+  g_mutex_unlock (&table_lock);
+}
+
+/* --- records ---------------------------------------------------------------- */
+
+static void
+warn (GrokImagineJob * job, const gchar * format, ...) G_GNUC_PRINTF (2, 3);
+
+static void
+warn (GrokImagineJob * job, const gchar * format, ...)
+{
+  g_autofree gchar *text = NULL;
+  va_list args;
+
+  va_start (args, format);
+  text = g_strdup_vprintf (format, args);
+  va_end (args);
+  job->notify (GROK_IMAGINE_JOB_WARNING, job->task_id, NULL, text,
+      job->user_data);
+}
+
+static void
+journal_write (GrokImagineJob * job, const GrokImagineEntry * e)
+{
+  g_autoptr (GError) err = NULL;
+
+  if (!grok_imagine_journal_write (job->journal, e, &err))
+    warn (job, "Cannot record %s in the journal: %s", e->task_id ?
+        e->task_id : "the submit", err->message);
+}
+
+/* Records what became of our task, in the table and (under its lock) in
+ * the journal, unless another run has put another task there since */
+static void
+record (GrokImagineJob * job, const GrokImagineEntry * e)
+{
+  g_autoptr (GrokImagineEntry) now = NULL;
+  g_autoptr (GError) err = NULL;
+
+  table_set (job, e);
+  if (job->journal == NULL)
+    return;
+  if (!grok_imagine_journal_lock (job->journal, g_get_monotonic_time () +
+          RECORD_LOCK_WAIT, NULL, &err)) {
+    warn (job, "Cannot record task %s in the journal: %s", e->task_id,
+        err->message);
+    return;
+  }
+  now = grok_imagine_journal_read (job->journal, NULL);
+  if (now && now->state == GROK_IMAGINE_ENTRY_COMPLETED
+      && e->state == GROK_IMAGINE_ENTRY_COMPLETED
+      && g_strcmp0 (now->task_id, e->task_id) == 0
+      && g_strv_length (now->result_urls) == g_strv_length (e->result_urls)) {
+    /* fresh URLs; the results stored so far stay */
+    g_strfreev (now->result_urls);
+    now->result_urls = g_strdupv (e->result_urls);
+    journal_write (job, now);
+  } else if (now == NULL || now->task_id == NULL
+      || g_strcmp0 (now->task_id, e->task_id) == 0) {
+    journal_write (job, e);
+  }
+  grok_imagine_journal_unlock (job->journal);
+}
+
+static gchar *
+format_time (gint64 unix_us)
+{
+  g_autoptr (GDateTime) t = g_date_time_new_from_unix_utc (unix_us /
+      G_USEC_PER_SEC);
+
+  return t ? g_date_time_format (t, "%Y-%m-%d %H:%M:%S UTC") :
+      g_strdup ("an unknown time");
+}
+
+/* --- the paid POST ---------------------------------------------------------- */
+
+/* From the client, in the streaming thread */
+static void
+post_progressed (gboolean in_flight, gpointer data)
+{
+  GrokImagineJob *job = data;
+
+  g_mutex_lock (&job->lock);
+  job->left = in_flight;
+  if (!in_flight && (job->cancel_asked || job->stopping))
+    g_cancellable_cancel (job->post);
+  g_cond_broadcast (&job->cond);
+  g_mutex_unlock (&job->lock);
+}
+
+/* unlock() of the element, from any thread: only a POST of which nothing
+ * has left is cancelled */
+static void
+post_cancel_asked (GCancellable * cancellable, GrokImagineJob * job)
+{
+  g_mutex_lock (&job->lock);
+  job->cancel_asked = TRUE;
+  if (!job->left)
+    g_cancellable_cancel (job->post);
+  g_mutex_unlock (&job->lock);
+}
+
+static gchar *
+guarded_submit (GrokImagineJob * job, GCancellable * cancellable,
+    gboolean * left, GError ** error)
+{
+  gchar *task_id;
+  gulong id;
+
+  g_mutex_lock (&job->lock);
+  g_clear_object (&job->post);
+  job->post = g_cancellable_new ();
+  job->posting = TRUE;
+  job->left = FALSE;
+  job->cancel_asked = FALSE;
+  if (job->stopping)
+    g_cancellable_cancel (job->post);
+  g_mutex_unlock (&job->lock);
+
+  id = g_cancellable_connect (cancellable, G_CALLBACK (post_cancel_asked),
+      job, NULL);
+  task_id = grok_imagine_client_submit (job->client, job->req, job->deadline,
+      post_progressed, job, job->post, &job->http_status, error);
+  g_cancellable_disconnect (cancellable, id);
+
+  g_mutex_lock (&job->lock);
+  job->posting = FALSE;
+  *left = job->left;
+  g_free (job->posted_task_id);
+  job->posted_task_id = g_strdup (task_id);
+  g_cond_broadcast (&job->cond);
+  g_mutex_unlock (&job->lock);
+  return task_id;
+}
+
+gchar *
+grok_imagine_job_stop (GrokImagineJob * job, gint64 wait_us)
+{
+  gint64 end = g_get_monotonic_time () + wait_us;
+  gboolean waited = FALSE;
+  gchar *task_id = NULL;
+
+  g_mutex_lock (&job->lock);
+  job->stopping = TRUE;
+  while (job->posting && job->left) {
+    waited = TRUE;
+    if (!g_cond_wait_until (&job->cond, &job->lock, end))
+      break;
+  }
+  if (job->posting)
+    g_cancellable_cancel (job->post);
+  else if (waited)
+    task_id = g_strdup (job->posted_task_id);
+  g_mutex_unlock (&job->lock);
+  return task_id;
+}
+
+/* Under the journal's lock when there is one. @previous: the journal's
+ * entry, put back when the server certainly did not take the job */
+static gboolean
+submit (GrokImagineJob * job, const GrokImagineEntry * previous,
+    GCancellable * cancellable, const gchar ** doing, GError ** error)
+{
+  g_autoptr (GrokImagineEntry) e = g_new0 (GrokImagineEntry, 1);
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *task_id = NULL;
+  gboolean left = FALSE;
+
+  *doing = "submitting the job";
+  e->state = GROK_IMAGINE_ENTRY_SUBMITTING;
+  e->submitted_at = g_get_real_time ();
+  grok_imagine_entry_set_result_urls (e, NULL);
+  /* a trace before the POST, so that even a kill during it is known */
+  if (job->journal && !grok_imagine_journal_write (job->journal, e, &err)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "Cannot record the "
+        "submit in the journal, so the job was not sent: %s", err->message);
+    table_set (job, NULL);
+    return FALSE;
+  }
+
+  job->notify (GROK_IMAGINE_JOB_SUBMITTING, NULL, NULL, NULL,
+      job->user_data);
+  task_id = guarded_submit (job, cancellable, &left, &err);
+  if (task_id) {
+    e->state = GROK_IMAGINE_ENTRY_SUBMITTED;
+    e->task_id = g_strdup (task_id);
+    job->task_id = g_steal_pointer (&task_id);
+    if (job->journal)
+      journal_write (job, e);
+    table_set (job, e);
+    job->notify (GROK_IMAGINE_JOB_SUBMITTED, job->task_id, NULL, NULL,
+        job->user_data);
+    return TRUE;
+  }
+
+  if (left) {
+    /* Neither API has an idempotency key: never send the POST again */
+    e->state = GROK_IMAGINE_ENTRY_IN_DOUBT;
+    if (job->journal)
+      journal_write (job, e);
+    table_set (job, e);
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "The job may have been accepted and credits charged, but the answer "
+        "to its submit was lost (%s). It is not submitted again. "
+        HOW_TO_GO_ON, err->message);
+    *doing = NULL;
+    return FALSE;
+  }
+
+  /* the server certainly did not take it */
+  if (job->journal && previous)
+    journal_write (job, previous);
+  else if (job->journal)
+    grok_imagine_journal_remove (job->journal, NULL);
+  table_set (job, NULL);
+  if (g_error_matches (err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT))
+    g_prefix_error (&err, "The job was not submitted: ");
+  g_propagate_error (error, g_steal_pointer (&err));
+  return FALSE;
+}
+
+/* --- what the request already has ------------------------------------------- */
+
+static gboolean
+out_of_range (GrokImagineJob * job, gchar ** urls, GError ** error)
+{
+  guint n = g_strv_length (urls);
+
+  if (job->result_index < n)
+    return FALSE;
+  g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_SETTINGS,
+      "result-index is %u but task %s has %u result%s (0 to %u)",
+      job->result_index, job->task_id, n, n == 1 ? "" : "s", n - 1);
+  return TRUE;
+}
+
+/* Follows @earlier, a task of this request in the table or the journal */
+static gboolean
+follow (GrokImagineJob * job, const GrokImagineEntry * earlier,
+    const GrokImagineEntry * stored, const gchar ** doing, GError ** error)
+{
+  const gchar *where = earlier == stored ? "the journal" : "this process";
+
+  job->task_id = g_strdup (earlier->task_id);
+  if (earlier->state == GROK_IMAGINE_ENTRY_COMPLETED) {
+    if (out_of_range (job, earlier->result_urls, error)) {
+      *doing = NULL;
+      return FALSE;
+    }
+    if (earlier == stored)
+      job->stored_size = grok_imagine_journal_stored_size (job->journal,
+          stored, job->result_index);
+    if (job->stored_size) {
+      job->result_urls = g_strdupv (earlier->result_urls);
+      job->notify (GROK_IMAGINE_JOB_CACHED, job->task_id, NULL, NULL,
+          job->user_data);
+      return TRUE;
+    }
+  }
+  job->notify (GROK_IMAGINE_JOB_REATTACHED, job->task_id, NULL, where,
+      job->user_data);
+  return TRUE;
+}
+
+/* Serves the stored result, follows the task this request already has, or
+ * submits it. Two elements of a process share one POST through the table,
+ * two processes through the journal's lock. */
+static gboolean
+decide (GrokImagineJob * job, GCancellable * cancellable,
+    const gchar ** doing, GError ** error)
+{
+  g_autoptr (GrokImagineEntry) known = NULL, stored = NULL;
+  g_autoptr (GError) err = NULL;
+  const GrokImagineEntry *earlier;
+  gboolean ok;
+
+  *doing = "waiting for the same request of another element";
+  if (!table_claim (job, cancellable, &known, error))
+    return FALSE;
+  if (job->journal) {
+    *doing = "waiting for the journal lock";
+    if (!grok_imagine_journal_lock (job->journal, job->deadline, cancellable,
+            error)) {
+      table_set (job, NULL);
+      return FALSE;
+    }
+    stored = grok_imagine_journal_read (job->journal, &err);
+    if (err && !job->refresh) {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "The journal "
+          "entry %s cannot be used: %s. Nothing was submitted, as that could "
+          "pay for this request again: set refresh=true to pay for a new "
+          "job, or remove the file.",
+          grok_imagine_journal_get_entry_path (job->journal), err->message);
+      grok_imagine_journal_unlock (job->journal);
+      table_set (job, NULL);
+      *doing = NULL;
+      return FALSE;
+    }
+  }
+
+  /* the journal, unless only the table knows the task */
+  earlier = stored;
+  if (known && (stored == NULL || (known->task_id && stored->task_id == NULL)))
+    earlier = known;
+
+  if (job->refresh || earlier == NULL
+      || earlier->state == GROK_IMAGINE_ENTRY_FAILED) {
+    if (earlier && !job->refresh) {
+      g_autofree gchar *text = g_strdup_printf ("The earlier task %s of this "
+          "request failed (%s): submitting it anew.", earlier->task_id,
+          earlier->error_message ? earlier->error_message : "no message");
+
+      job->notify (GROK_IMAGINE_JOB_RESUBMITTING, NULL, NULL, text,
+          job->user_data);
+    }
+    ok = submit (job, stored, cancellable, doing, error);
+  } else if (earlier->task_id == NULL) {
+    g_autofree gchar *when = format_time (earlier->submitted_at);
+
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+        "This request was submitted at %s and no answer arrived: the job "
+        "may have been accepted and credits charged, so it is not submitted "
+        "again. " HOW_TO_GO_ON, when);
+    *doing = NULL;
+    table_set (job, earlier);
+    ok = FALSE;
+  } else {
+    ok = follow (job, earlier, stored, doing, error);
+    if (job->journal && earlier != stored)
+      journal_write (job, earlier);
+    table_set (job, earlier);
+  }
+  if (job->journal)
+    grok_imagine_journal_unlock (job->journal);
+  return ok;
+}
+
+/* --- following the task ----------------------------------------------------- */
+
+static gboolean
+completed (GrokImagineJob * job, const GrokImagineStatus * st,
+    const gchar ** doing, GError ** error)
+{
+  g_autoptr (GrokImagineEntry) e = NULL;
+
+  if (st->result_urls[0] == NULL) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "task %s completed without any result URL", job->task_id);
+    *doing = "reading the result";
+    return FALSE;
+  }
+
+  e = g_new0 (GrokImagineEntry, 1);
+  e->state = GROK_IMAGINE_ENTRY_COMPLETED;
+  e->task_id = g_strdup (job->task_id);
+  grok_imagine_entry_set_result_urls (e, st->result_urls);
+  record (job, e);
+  if (out_of_range (job, st->result_urls, error)) {
+    *doing = NULL;
+    return FALSE;
+  }
+  job->result_urls = g_strdupv (st->result_urls);
+  return TRUE;
+}
+
+static gboolean
+failed (GrokImagineJob * job, const GrokImagineStatus * st,
+    const gchar ** doing, GError ** error)
+{
+  g_autoptr (GrokImagineEntry) e = g_new0 (GrokImagineEntry, 1);
+  const gchar *message = st->error_message ? st->error_message :
+      st->raw_status;
+
+  e->state = GROK_IMAGINE_ENTRY_FAILED;
+  e->task_id = g_strdup (job->task_id);
+  e->error_message = g_strdup (message);
+  grok_imagine_entry_set_result_urls (e, NULL);
+  record (job, e);
+  g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TASK_FAILED,
+      "Video generation failed for task %s: %s", job->task_id, message);
+  *doing = "generating";
+  return FALSE;
+}
+
+static gboolean
+timed_out (GrokImagineJob * job, const GError * cause, const gchar ** doing,
+    GError ** error)
+{
+  g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+      "Task %s did not finish within the timeout of %u s (last status "
+      "'%s'%s%s). It may still complete: set task-id=%s to reattach without "
+      "paying again.", job->task_id, job->timeout,
+      job->last_raw_status ? job->last_raw_status : "unknown",
+      cause ? "; " : "", cause ? cause->message : "", job->task_id);
+  *doing = "waiting";
+  return FALSE;
+}
+
+static gboolean
+poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
+    const gchar ** doing, GError ** error)
+{
+  for (;;) {
+    g_autoptr (GrokImagineStatus) st = NULL;
+    g_autoptr (GError) err = NULL;
+    gint64 now;
+
+    *doing = "checking the task status";
+    st = grok_imagine_client_poll (job->client, job->task_id, job->deadline,
+        cancellable, &job->http_status, &err);
+    if (st == NULL && g_error_matches (err, GROK_IMAGINE_ERROR,
+            GROK_IMAGINE_ERROR_TIMEOUT))
+      return timed_out (job, err, doing, error);
+    if (st == NULL) {
+      g_propagate_error (error, g_steal_pointer (&err));
+      return FALSE;
+    }
+
+    g_free (job->last_raw_status);
+    job->last_raw_status = g_strdup (st->raw_status);
+    job->notify (GROK_IMAGINE_JOB_STATUS, job->task_id, st, NULL,
+        job->user_data);
+    if (st->state == GROK_IMAGINE_STATE_COMPLETED)
+      return completed (job, st, doing, error);
+    if (st->state == GROK_IMAGINE_STATE_FAILED)
+      return failed (job, st, doing, error);
+
+    now = g_get_monotonic_time ();
+    if (now >= job->deadline)
+      return timed_out (job, NULL, doing, error);
+    if (!grok_imagine_wait (MIN (job->poll_interval *
+                G_TIME_SPAN_MILLISECOND, job->deadline - now), cancellable,
+            error))
+      return FALSE;
+  }
+}
+
+gboolean
+grok_imagine_job_run (GrokImagineJob * job, GCancellable * cancellable,
+    const gchar ** doing, GError ** error)
+{
+  const gchar *unused;
+
+  if (doing == NULL)
+    doing = &unused;
+  *doing = NULL;
+  /* a flush interrupts the job; the deadline stays that of the first try */
+  if (job->deadline == 0)
+    job->deadline = g_get_monotonic_time () +
+        job->timeout * G_TIME_SPAN_SECOND;
+  if (!job->decided && job->given_task_id) {
+    job->task_id = g_strdup (job->given_task_id);
+    job->decided = TRUE;
+    job->notify (GROK_IMAGINE_JOB_REATTACHED, job->task_id, NULL, "task-id",
+        job->user_data);
+  }
+  if (!job->decided) {
+    if (!decide (job, cancellable, doing, error))
+      return FALSE;
+    job->decided = TRUE;
+  }
+  if (job->stored_size || job->result_urls)
+    return TRUE;
+  /* a seek during the POST: its task is recorded, now the seek goes on */
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return FALSE;
+  return poll_until_done (job, cancellable, doing, error);
+}
+
+/* --- the job ---------------------------------------------------------------- */
+
+GrokImagineJob *
+grok_imagine_job_new (GrokImagineClient * client,
+    const GrokImagineJobSettings * s, GrokImagineJobNotify notify,
+    gpointer user_data, GError ** error)
+{
+  g_autoptr (GrokImagineJob) job = g_new0 (GrokImagineJob, 1);
+  g_autofree gchar *json = grok_imagine_request_to_json (s->req);
+  g_autofree gchar *account = NULL;
+
+  g_mutex_init (&job->lock);
+  g_cond_init (&job->cond);
+  job->client = client;
+  job->req = s->req;
+  job->given_task_id = g_strdup (s->task_id);
+  job->result_index = s->result_index;
+  job->poll_interval = s->poll_interval;
+  job->timeout = s->timeout;
+  job->refresh = s->refresh;
+  job->notify = notify;
+  job->user_data = user_data;
+  job->key = grok_imagine_journal_key (grok_imagine_api_get_nick
+      (s->req->api), grok_imagine_client_get_base_url (client), json);
+  account = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
+      s->api_key ? s->api_key : "", -1);
+  job->table_key = s->share ? g_strdup_printf ("%s/%s", job->key, account) :
+      g_strdup_printf ("%s/%s#%" G_GUINT64_FORMAT, job->key, account,
+      s->owner);
+
+  /* a task given by id needs no journal */
+  if (s->task_id == NULL && s->cache_dir && *s->cache_dir) {
+    job->journal = grok_imagine_journal_open (s->cache_dir, job->key, error);
+    if (job->journal == NULL)
+      return NULL;
+  }
+  return g_steal_pointer (&job);
+}
+
+void
+grok_imagine_job_free (GrokImagineJob * job)
+{
+  if (job == NULL)
+    return;
+  if (job->claimed)
+    table_set (job, NULL);
+  g_clear_pointer (&job->journal, grok_imagine_journal_free);
+  g_free (job->given_task_id);
+  g_free (job->key);
+  g_free (job->table_key);
+  g_free (job->task_id);
+  g_strfreev (job->result_urls);
+  g_free (job->last_raw_status);
+  g_clear_object (&job->post);
+  g_free (job->posted_task_id);
+  g_mutex_clear (&job->lock);
+  g_cond_clear (&job->cond);
+  g_free (job);
+}
+
+const gchar *
+grok_imagine_job_get_task_id (GrokImagineJob * job)
+{
+  return job->task_id;
+}
+
+guint
+grok_imagine_job_get_http_status (GrokImagineJob * job)
+{
+  return job->http_status;
+}
+
+gchar **
+grok_imagine_job_get_result_urls (GrokImagineJob * job)
+{
+  return job->result_urls;
+}
+
+const gchar *
+grok_imagine_job_get_result_url (GrokImagineJob * job)
+{
+  return job->result_urls ? job->result_urls[job->result_index] : NULL;
+}
+
+gboolean
+grok_imagine_job_has_journal (GrokImagineJob * job)
+{
+  return job->journal != NULL;
+}
+
+gchar *
+grok_imagine_job_get_stored_result (GrokImagineJob * job, guint64 * size)
+{
+  if (job->journal == NULL || job->stored_size == 0)
+    return NULL;
+  *size = job->stored_size;
+  return grok_imagine_journal_get_result_path (job->journal,
+      job->result_index);
+}
+
+GOutputStream *
+grok_imagine_job_create_result (GrokImagineJob * job, gchar ** tmp_path,
+    GError ** error)
+{
+  return grok_imagine_journal_create_result (job->journal, job->result_index,
+      tmp_path, error);
+}
+
+gboolean
+grok_imagine_job_commit_result (GrokImagineJob * job, const gchar * tmp_path,
+    guint64 * size, GError ** error)
+{
+  if (!grok_imagine_journal_commit_result (job->journal, job->result_index,
+          tmp_path, &job->stored_size, error))
+    return FALSE;
+  *size = job->stored_size;
+  return TRUE;
+}
