@@ -3,7 +3,9 @@
 #include "common.h"
 
 #include <json-glib/json-glib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "grokimagine-journal.h"
@@ -251,17 +253,27 @@ GST_START_TEST (test_cap_without_journal)
 GST_END_TEST;
 
 /* Two processes at once, room for one job: the ledger's lock lets exactly
- * one of them pay. GROK_IMAGINE_MAX_CREDITS sets the cap. */
+ * one of them pay. While the test holds that lock, neither may send its
+ * POST. GROK_IMAGINE_MAX_CREDITS sets the cap. */
 GST_START_TEST (test_cap_across_two_processes)
 {
+  g_autofree gchar *lock = g_build_filename (cache_dir, "journal.lock", NULL);
   g_autoptr (GSubprocess) a = NULL, b = NULL;
   gboolean a_ok, b_ok;
+  gint64 early;
+  int fd = g_open (lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
-  fail_unless (sim_set_faults (sim, "{\"generate_delay_ms\": 300}"));
+  fail_unless (fd >= 0 && flock (fd, LOCK_EX) == 0);
   a = spawn_capped ("process a", "60");
   b = spawn_capped ("process b", "60");
+  /* both get to the ledger and wait there */
+  g_usleep (1500 * G_TIME_SPAN_MILLISECOND);
+  early = sim_stat (sim, "generate_requests");
+  flock (fd, LOCK_UN);
+  close (fd);
   a_ok = finished_ok (a);
   b_ok = finished_ok (b);
+  fail_unless_equals_int (early, 0);
   fail_unless (a_ok != b_ok, "exactly one may succeed: %d %d", a_ok, b_ok);
   fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
   fail_unless_equals_int (ledger (), 40);
@@ -514,6 +526,111 @@ GST_START_TEST (test_tool_refuses_other_folders)
 
 GST_END_TEST;
 
+/* The ledger takes what the API reports a task cost over the price */
+GST_START_TEST (test_ledger_takes_reported_credits)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (Run) r1 = NULL, r2 = NULL;
+  g_autofree gchar *body = NULL, *faults = NULL;
+
+  r1 = run_cached ("prompt=priced", NULL);
+  assert_ok (r1);
+  body = g_strdup_printf ("{\"code\": 200, \"message\": \"success\", "
+      "\"data\": {\"task_id\": \"task_1\", \"status\": \"completed\", "
+      "\"consumed_credits\": 30, \"response\": [\"%s\"]}}",
+      result_url (last_task (r1), 0));
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "status_body");
+  json_builder_add_string_value (b, body);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  faults = json_to_string (root, FALSE);
+  fail_unless (sim_set_faults (sim, faults));
+
+  r2 = run_cached ("prompt=discounted", NULL);
+  assert_ok (r2);
+  fail_unless_equals_int (ledger_of (last_task (r2)), 70);
+  fail_unless_equals_int (ledger (), 70);
+}
+
+GST_END_TEST;
+
+/* A ledger that cannot be read stops a capped job before any request; an
+ * uncapped one only warns */
+GST_START_TEST (test_damaged_ledger)
+{
+  g_autofree gchar *path = g_build_filename (cache_dir, "journal.ledger",
+      NULL);
+  g_autoptr (Run) r1 = NULL, r2 = NULL;
+
+  fail_unless (g_file_set_contents (path, "{\"version\": 1, \"cred", -1,
+          NULL));
+  r1 = run_cached ("max-credits=100 prompt=unchecked", NULL);
+  assert_error (r1, GST_RESOURCE_ERROR_READ, "max-credits cannot be checked");
+  assert_error (r1, GST_RESOURCE_ERROR_READ, path);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+
+  r2 = run_cached ("prompt=unchecked", NULL);
+  assert_ok (r2);
+  fail_unless (run_has_warning (r2, "ledger"));
+}
+
+GST_END_TEST;
+
+/* Entries written before the ledger existed still read, as not counted */
+GST_START_TEST (test_older_entry_reads)
+{
+  g_autoptr (GrokImagineJournal) j = grok_imagine_journal_open (cache_dir,
+      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+      NULL);
+  g_autoptr (GrokImagineEntry) e = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *out = NULL;
+
+  fail_unless (g_file_set_contents (grok_imagine_journal_get_entry_path (j),
+          "{\"version\": 2, \"state\": \"submitted\", \"task_id\": "
+          "\"task_old\", \"result_urls\": [], \"stored\": []}", -1, NULL));
+  e = grok_imagine_journal_read (j, &err);
+  fail_unless (e != NULL, "%s", err ? err->message : "");
+  fail_unless_equals_int (e->credits, -1);
+  fail_unless (e->api == NULL && e->prompt == NULL);
+  fail_unless (run_tool (&out, "list", cache_dir, NULL), "%s", out);
+  fail_unless (strstr (out, "task_old") != NULL, "%s", out);
+  fail_unless (strstr (out, "pending") != NULL, "%s", out);
+}
+
+GST_END_TEST;
+
+/* Serving a stored result makes it recent: the one not used goes first */
+GST_START_TEST (test_eviction_is_least_recently_used)
+{
+  g_autoptr (Run) r = NULL;
+  g_autofree gchar *props = NULL;
+  const gchar *order[] = { "lru-a", "lru-b", "lru-a", "lru-c", "lru-a" };
+  guint64 one;
+  guint n, i;
+
+  r = run_cached ("prompt=lru-0", NULL);
+  assert_ok (r);
+  one = folder_size (".result", &n);
+  /* room for two results, not three */
+  props = g_strdup_printf ("cache-max-size=%" G_GUINT64_FORMAT, 2 * one +
+      one / 4);
+  for (i = 0; i < G_N_ELEMENTS (order); i++) {
+    g_autofree gchar *p = g_strdup_printf ("%s prompt=%s", props, order[i]);
+
+    run_free (g_steal_pointer (&r));
+    r = run_cached (p, NULL);
+    assert_ok (r);
+  }
+  /* lru-a was served from the folder each time it came again */
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 4);
+  fail_unless (gst_structure_has_field (last_task (r), "cached"));
+}
+
+GST_END_TEST;
+
 static Suite *
 spend_suite (void)
 {
@@ -536,6 +653,10 @@ spend_suite (void)
   tcase_add_test (tc, test_tool_json);
   tcase_add_test (tc, test_tool_forgets_in_doubt);
   tcase_add_test (tc, test_tool_refuses_other_folders);
+  tcase_add_test (tc, test_ledger_takes_reported_credits);
+  tcase_add_test (tc, test_damaged_ledger);
+  tcase_add_test (tc, test_older_entry_reads);
+  tcase_add_test (tc, test_eviction_is_least_recently_used);
   return s;
 }
 
