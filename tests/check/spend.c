@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "grokimagine-api.h"
 #include "grokimagine-journal.h"
 
 static gchar *cache_dir;
@@ -631,6 +632,33 @@ GST_START_TEST (test_eviction_is_least_recently_used)
 
 GST_END_TEST;
 
+/* The documented prices the ledger counts at submit */
+GST_START_TEST (test_prices)
+{
+  GrokImagineRequest req = { GROK_IMAGINE_API_V1, };
+  const struct
+  {
+    GrokImagineModel model;
+    gint64 credits;
+  } grok5[] = {
+    {GROK_IMAGINE_MODEL_TEXT_TO_IMAGE, 5},
+    {GROK_IMAGINE_MODEL_TEXT_TO_VIDEO, 24},
+    {GROK_IMAGINE_MODEL_IMAGE_TO_VIDEO, 24},
+    {GROK_IMAGINE_MODEL_UPSCALE, 12},
+  };
+  guint i;
+
+  fail_unless_equals_int (grok_imagine_request_price (&req), 40);
+  req.api = GROK_IMAGINE_API_GROK5;
+  for (i = 0; i < G_N_ELEMENTS (grok5); i++) {
+    req.model = grok5[i].model;
+    fail_unless_equals_int (grok_imagine_request_price (&req),
+        grok5[i].credits);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 spend_suite (void)
 {
@@ -657,6 +685,7 @@ spend_suite (void)
   tcase_add_test (tc, test_damaged_ledger);
   tcase_add_test (tc, test_older_entry_reads);
   tcase_add_test (tc, test_eviction_is_least_recently_used);
+  tcase_add_test (tc, test_prices);
   return s;
 }
 
