@@ -310,48 +310,57 @@ uncharge (GrokImagineJob * job)
   job->credits = -1;
 }
 
-/* The task ended: the ledger counts what the API reports it cost (0 for a
- * failed grok5imagine task, which is refunded) instead of the price */
+/* The journal's entry of our task and the ledger take @cost instead of
+ * what the entry counted (unless another run corrected it already) */
 static void
-settle (GrokImagineJob * job, const GrokImagineStatus * st)
+settle_ledger (GrokImagineJob * job, gint64 cost)
 {
   g_autoptr (GrokImagineEntry) now = NULL;
   g_autoptr (GError) err = NULL;
-  gint64 cost = st->consumed_credits, total;
+  gint64 total;
+
+  if (!grok_imagine_journal_lock (job->journal, g_get_monotonic_time () +
+          RECORD_LOCK_WAIT, NULL, &err))
+    goto failed;
+  now = grok_imagine_journal_read (job->journal, NULL);
+  if (now && g_strcmp0 (now->task_id, job->task_id) == 0
+      && now->credits >= 0 && now->credits != cost) {
+    if (!grok_imagine_journal_credit (job->journal, cost - now->credits,
+            &total, &err)) {
+      grok_imagine_journal_unlock (job->journal);
+      goto failed;
+    }
+    now->credits = cost;
+    journal_write (job, now);
+  }
+  grok_imagine_journal_unlock (job->journal);
+  return;
+
+failed:
+  warn (job, "Cannot correct the ledger for task %s: %s", job->task_id,
+      err->message);
+}
+
+/* The task ended: the ledger (or the owner's count) takes what the API
+ * reports it cost instead of the price: 0 for a failed grok5imagine task,
+ * which is refunded */
+static void
+settle (GrokImagineJob * job, const GrokImagineStatus * st)
+{
+  gint64 cost = st->consumed_credits;
 
   if (cost < 0 && st->state == GROK_IMAGINE_STATE_FAILED
       && job->req->api == GROK_IMAGINE_API_GROK5)
     cost = 0;
-  if (cost < 0)
+  /* no report, or a task that is not counted (given by id, or recorded
+   * before there was a ledger) */
+  if (cost < 0 || job->credits < 0)
     return;
-  if (job->journal == NULL) {
-    if (job->charged)
-      *job->spent += cost - job->credits;
-  } else if (!grok_imagine_journal_lock (job->journal,
-          g_get_monotonic_time () + RECORD_LOCK_WAIT, NULL, &err)) {
-    warn (job, "Cannot correct the ledger for task %s: %s", job->task_id,
-        err->message);
-    return;
-  } else {
-    now = grok_imagine_journal_read (job->journal, NULL);
-    if (now && g_strcmp0 (now->task_id, job->task_id) == 0
-        && now->credits >= 0 && now->credits != cost) {
-      if (grok_imagine_journal_credit (job->journal, cost - now->credits,
-              &total, &err)) {
-        now->credits = cost;
-        journal_write (job, now);
-      } else {
-        warn (job, "Cannot correct the ledger for task %s: %s", job->task_id,
-            err->message);
-      }
-    }
-    grok_imagine_journal_unlock (job->journal);
-    if (now && g_strcmp0 (now->task_id, job->task_id) == 0)
-      job->credits = now->credits;
-    return;
-  }
-  if (job->credits >= 0)
-    job->credits = cost;
+  if (job->journal)
+    settle_ledger (job, cost);
+  else if (job->charged)
+    *job->spent += cost - job->credits;
+  job->credits = cost;
 }
 
 /* --- the paid POST ---------------------------------------------------------- */
