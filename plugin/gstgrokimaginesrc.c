@@ -58,6 +58,10 @@
  * ]| Keeps a job journal: running it again reattaches to the task, or serves
  * the stored result without any request.
  * |[
+ * gst-launch-1.0 grokimaginesrc prompt="a red fox" cache-dir=$HOME/.cache/grokimagine max-credits=500 cache-max-size=1000000000 ! filesink location=fox.mp4
+ * ]| Refuses, before any request, a job that would take the credits the
+ * folder's ledger counts past 500, and keeps the folder under 1 GB.
+ * |[
  * gst-play-1.0 'grokimagine://?prompt=a%20quiet%20lake&ratio=16:9&api=grok5imagine&model=text-to-video'
  * ]| Plays a prompt through the URI handler (the key comes from the
  * environment, never from the URI).
