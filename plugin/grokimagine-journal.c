@@ -89,6 +89,33 @@ remove_stale_temporaries (const gchar * dir)
   }
 }
 
+/* Removes the entry lock files nobody holds: a killed run leaves its own.
+ * One that is being waited on is safe to remove: its waiter, once it has
+ * the lock, sees that the file is gone and opens it anew. */
+static void
+remove_stale_locks (const gchar * dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    g_autofree gchar *path = NULL;
+    int fd;
+
+    if (!g_str_has_suffix (name, ".lock") || g_str_equal (name, FOLDER_LOCK))
+      continue;
+    path = g_build_filename (dir, name, NULL);
+    fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+      continue;
+    if (flock (fd, LOCK_EX | LOCK_NB) == 0) {
+      g_unlink (path);
+      flock (fd, LOCK_UN);
+    }
+    close (fd);
+  }
+}
+
 GrokImagineJournal *
 grok_imagine_journal_open (const gchar * dir, const gchar * key,
     GError ** error)
@@ -104,6 +131,7 @@ grok_imagine_journal_open (const gchar * dir, const gchar * key,
     return NULL;
   }
   remove_stale_temporaries (dir);
+  remove_stale_locks (dir);
   j = g_new0 (GrokImagineJournal, 1);
   j->dir = g_strdup (dir);
   j->key = g_strdup (key);

@@ -659,6 +659,28 @@ GST_START_TEST (test_prices)
 
 GST_END_TEST;
 
+/* A killed run leaves its entry's lock file and a temporary file: the
+ * next run in the folder removes both */
+GST_START_TEST (test_leftovers_of_killed_runs_removed)
+{
+  g_autofree gchar *lock = g_build_filename (cache_dir,
+      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.lock",
+      NULL);
+  /* pid 0x7ffffffe: no such process */
+  g_autofree gchar *tmp = g_build_filename (cache_dir,
+      "journal.ledger.tmp-2147483646-AbCdEf", NULL);
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (g_file_set_contents (lock, "", -1, NULL));
+  fail_unless (g_file_set_contents (tmp, "half", -1, NULL));
+  r = run_cached ("prompt=tidy", NULL);
+  assert_ok (r);
+  fail_if (g_file_test (lock, G_FILE_TEST_EXISTS));
+  fail_if (g_file_test (tmp, G_FILE_TEST_EXISTS));
+}
+
+GST_END_TEST;
+
 static Suite *
 spend_suite (void)
 {
@@ -686,6 +708,7 @@ spend_suite (void)
   tcase_add_test (tc, test_older_entry_reads);
   tcase_add_test (tc, test_eviction_is_least_recently_used);
   tcase_add_test (tc, test_prices);
+  tcase_add_test (tc, test_leftovers_of_killed_runs_removed);
   return s;
 }
 
