@@ -215,6 +215,24 @@ add_string (JsonBuilder * b, const gchar * name, const gchar * value)
   json_builder_add_string_value (b, value);
 }
 
+/* The credits each provider documents for one generation */
+gint64
+grok_imagine_request_price (const GrokImagineRequest * req)
+{
+  if (req->api == GROK_IMAGINE_API_V1)
+    return 40;
+  switch (req->model) {
+    case GROK_IMAGINE_MODEL_TEXT_TO_IMAGE:
+      return 5;
+    case GROK_IMAGINE_MODEL_UPSCALE:
+      return 12;
+    case GROK_IMAGINE_MODEL_IMAGE_TO_VIDEO:
+    case GROK_IMAGINE_MODEL_TEXT_TO_VIDEO:
+    default:
+      return 24;
+  }
+}
+
 gchar *
 grok_imagine_request_to_json (const GrokImagineRequest * req)
 {

@@ -50,6 +50,7 @@ typedef enum
   GROK_IMAGINE_ERROR_TLS,               /* the certificate was refused */
   GROK_IMAGINE_ERROR_TASK_FAILED,       /* the job ended in failure */
   GROK_IMAGINE_ERROR_TIMEOUT,           /* the job deadline passed */
+  GROK_IMAGINE_ERROR_CREDIT_CAP,        /* max-credits would be passed */
 } GrokImagineError;
 
 /* The largest API answer we parse. */
@@ -94,6 +95,8 @@ void grok_imagine_request_clear (GrokImagineRequest * req);
 gboolean grok_imagine_request_validate (const GrokImagineRequest * req,
     GError ** error);
 gchar *grok_imagine_request_to_json (const GrokImagineRequest * req);
+/* The documented credits a generation of @req costs */
+gint64 grok_imagine_request_price (const GrokImagineRequest * req);
 
 gchar *grok_imagine_parse_submit (GrokImagineApi api, const gchar * body,
     gsize len, GError ** error);

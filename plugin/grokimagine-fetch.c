@@ -122,6 +122,7 @@ open_once (GrokImagineFetch * fetch, guint64 offset,
 {
   SoupMessageHeaders *hdrs;
   goffset start, end, total;
+  GrokImagineError code;
   guint status;
 
   grok_imagine_fetch_close (fetch);
@@ -190,9 +191,12 @@ open_once (GrokImagineFetch * fetch, guint64 offset,
     return TRUE;
   }
 
-  g_set_error (error, GROK_IMAGINE_ERROR,
-      grok_imagine_error_for_http_status (status), "HTTP %u %s", status,
-      soup_message_get_reason_phrase (fetch->msg));
+  code = grok_imagine_error_for_http_status (status);
+  /* result URLs are signed for a while: a later download meets this */
+  g_set_error (error, GROK_IMAGINE_ERROR, code, "HTTP %u %s%s", status,
+      soup_message_get_reason_phrase (fetch->msg),
+      code == GROK_IMAGINE_ERROR_NOT_FOUND ? ": the result URL has expired "
+      "or was withdrawn by the provider" : "");
   grok_imagine_fetch_close (fetch);
   return FALSE;
 }

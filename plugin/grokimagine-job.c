@@ -22,6 +22,10 @@ struct _GrokImagineJob
   guint poll_interval;
   guint timeout;
   gboolean refresh;
+  guint64 max_credits;
+  gint64 *spent;                /* the owner's count, or own_spent */
+  gint64 own_spent;
+  guint64 cache_max_size;
   GrokImagineJobNotify notify;
   gpointer user_data;
 
@@ -40,6 +44,9 @@ struct _GrokImagineJob
   guint64 stored_size;          /* serving the stored result */
   gchar *last_raw_status;
   guint http_status;
+  gint64 credits;               /* what our task is counted for; -1: not */
+  gint64 submitted_at;          /* of our task, when known */
+  gboolean charged;             /* without a journal: we charged *spent */
 
   /* the POST guard: the streaming thread and a stop or unlock elsewhere */
   GMutex lock;
@@ -70,6 +77,11 @@ entry_copy (const GrokImagineEntry * e)
   c->task_id = g_strdup (e->task_id);
   c->submitted_at = e->submitted_at;
   c->error_message = g_strdup (e->error_message);
+  c->api = g_strdup (e->api);
+  c->model = g_strdup (e->model);
+  c->prompt = g_strdup (e->prompt);
+  c->credits = e->credits;
+  c->updated_at = e->updated_at;
   grok_imagine_entry_set_result_urls (c, e->result_urls);
   if (e->sizes)
     memcpy (c->sizes, e->sizes, g_strv_length (c->result_urls) *
@@ -209,6 +221,148 @@ format_time (gint64 unix_us)
       g_strdup ("an unknown time");
 }
 
+/* An entry of our task, with what a person needs to recognise it */
+static GrokImagineEntry *
+new_entry (GrokImagineJob * job, GrokImagineEntryState state)
+{
+  GrokImagineEntry *e = g_new0 (GrokImagineEntry, 1);
+  const gchar *prompt = job->req->prompt;
+
+  e->state = state;
+  e->task_id = g_strdup (job->task_id);
+  e->api = g_strdup (grok_imagine_api_get_nick (job->req->api));
+  if (job->req->api == GROK_IMAGINE_API_GROK5)
+    e->model = g_strdup (grok_imagine_model_get_nick (job->req->model));
+  if (prompt)
+    e->prompt = g_utf8_validate (prompt, -1, NULL) ?
+        g_utf8_substring (prompt, 0, MIN (g_utf8_strlen (prompt, -1),
+            GROK_IMAGINE_ENTRY_PROMPT_START)) : NULL;
+  e->credits = job->credits;
+  e->submitted_at = job->submitted_at;
+  grok_imagine_entry_set_result_urls (e, NULL);
+  return e;
+}
+
+/* --- the credit cap --------------------------------------------------------- */
+
+/* Before the POST: charges its price to the ledger (or the owner's count),
+ * unless that would pass max-credits */
+static gboolean
+charge (GrokImagineJob * job, GCancellable * cancellable, GError ** error)
+{
+  gint64 price = grok_imagine_request_price (job->req), total = 0;
+  g_autoptr (GError) err = NULL;
+  gboolean charged = FALSE;
+
+  if (job->journal == NULL) {
+    total = *job->spent;
+    charged = job->max_credits == 0
+        || (guint64) (total + price) <= job->max_credits;
+    if (charged) {
+      *job->spent += price;
+      job->charged = TRUE;
+    }
+  } else if (!grok_imagine_journal_charge (job->journal, price,
+          job->max_credits, job->deadline, cancellable, &total, &charged,
+          &err)) {
+    if (job->max_credits == 0 && !g_error_matches (err, G_IO_ERROR,
+            G_IO_ERROR_CANCELLED)) {
+      /* no cap to keep: the ledger is only a record */
+      warn (job, "Cannot count the job's %" G_GINT64_FORMAT " credits in the "
+          "ledger: %s", price, err->message);
+      return TRUE;
+    }
+    g_propagate_prefixed_error (error, g_steal_pointer (&err), "Not "
+        "submitted, as max-credits cannot be checked: ");
+    return FALSE;
+  }
+  if (!charged) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_CREDIT_CAP,
+        "Not submitted: this job costs %" G_GINT64_FORMAT " credits and %s "
+        "already counts %" G_GINT64_FORMAT ", which would pass max-credits=%"
+        G_GUINT64_FORMAT ". Nothing was sent. Raise max-credits to go on%s.",
+        price, job->journal ? "the ledger of the cache folder" :
+        "this element's earlier jobs", total, job->max_credits,
+        job->journal ? ", or look at what was paid for with "
+        "grokimagine-journal list" : "");
+    return FALSE;
+  }
+  job->credits = price;
+  return TRUE;
+}
+
+/* The POST certainly did not take the job: its price goes back */
+static void
+uncharge (GrokImagineJob * job)
+{
+  g_autoptr (GError) err = NULL;
+  gint64 total;
+
+  if (job->credits < 0)
+    return;
+  if (job->journal == NULL && job->charged)
+    *job->spent -= job->credits;
+  else if (job->journal && !grok_imagine_journal_credit (job->journal,
+          -job->credits, &total, &err))
+    warn (job, "Cannot take the unsent job's credits off the ledger: %s",
+        err->message);
+  job->charged = FALSE;
+  job->credits = -1;
+}
+
+/* The journal's entry of our task and the ledger take @cost instead of
+ * what the entry counted (unless another run corrected it already) */
+static void
+settle_ledger (GrokImagineJob * job, gint64 cost)
+{
+  g_autoptr (GrokImagineEntry) now = NULL;
+  g_autoptr (GError) err = NULL;
+  gint64 total;
+
+  if (!grok_imagine_journal_lock (job->journal, g_get_monotonic_time () +
+          RECORD_LOCK_WAIT, NULL, &err))
+    goto failed;
+  now = grok_imagine_journal_read (job->journal, NULL);
+  if (now && g_strcmp0 (now->task_id, job->task_id) == 0
+      && now->credits >= 0 && now->credits != cost) {
+    if (!grok_imagine_journal_credit (job->journal, cost - now->credits,
+            &total, &err)) {
+      grok_imagine_journal_unlock (job->journal);
+      goto failed;
+    }
+    now->credits = cost;
+    journal_write (job, now);
+  }
+  grok_imagine_journal_unlock (job->journal);
+  return;
+
+failed:
+  warn (job, "Cannot correct the ledger for task %s: %s", job->task_id,
+      err->message);
+}
+
+/* The task ended: the ledger (or the owner's count) takes what the API
+ * reports it cost instead of the price: 0 for a failed grok5imagine task,
+ * which is refunded */
+static void
+settle (GrokImagineJob * job, const GrokImagineStatus * st)
+{
+  gint64 cost = st->consumed_credits;
+
+  if (cost < 0 && st->state == GROK_IMAGINE_STATE_FAILED
+      && job->req->api == GROK_IMAGINE_API_GROK5)
+    cost = 0;
+  /* no report, or a task that is not counted (given by id, or recorded
+   * before there was a ledger) */
+  if (cost < 0 || job->credits < 0)
+    return;
+  if (job->journal)
+    settle_ledger (job, cost);
+  else if (job->charged)
+    *job->spent += cost - job->credits;
+  job->credits = cost;
+}
+
 /* --- the paid POST ---------------------------------------------------------- */
 
 /* From the client, in the streaming thread */
@@ -298,19 +452,24 @@ static gboolean
 submit (GrokImagineJob * job, const GrokImagineEntry * previous,
     GCancellable * cancellable, const gchar ** doing, GError ** error)
 {
-  g_autoptr (GrokImagineEntry) e = g_new0 (GrokImagineEntry, 1);
+  g_autoptr (GrokImagineEntry) e = NULL;
   g_autoptr (GError) err = NULL;
   g_autofree gchar *task_id = NULL;
   gboolean left = FALSE;
 
   *doing = "submitting the job";
-  e->state = GROK_IMAGINE_ENTRY_SUBMITTING;
-  e->submitted_at = g_get_real_time ();
-  grok_imagine_entry_set_result_urls (e, NULL);
+  if (!charge (job, cancellable, error)) {
+    table_set (job, NULL);
+    *doing = NULL;
+    return FALSE;
+  }
+  job->submitted_at = g_get_real_time ();
+  e = new_entry (job, GROK_IMAGINE_ENTRY_SUBMITTING);
   /* a trace before the POST, so that even a kill during it is known */
   if (job->journal && !grok_imagine_journal_write (job->journal, e, &err)) {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "Cannot record the "
         "submit in the journal, so the job was not sent: %s", err->message);
+    uncharge (job);
     table_set (job, NULL);
     return FALSE;
   }
@@ -345,6 +504,7 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
   }
 
   /* the server certainly did not take it */
+  uncharge (job);
   if (job->journal && previous)
     journal_write (job, previous);
   else if (job->journal)
@@ -379,6 +539,8 @@ follow (GrokImagineJob * job, const GrokImagineEntry * earlier,
   const gchar *where = earlier == stored ? "the journal" : "this process";
 
   job->task_id = g_strdup (earlier->task_id);
+  job->credits = earlier->credits;
+  job->submitted_at = earlier->submitted_at;
   if (earlier->state == GROK_IMAGINE_ENTRY_COMPLETED) {
     if (out_of_range (job, earlier->result_urls, error)) {
       *doing = NULL;
@@ -388,6 +550,7 @@ follow (GrokImagineJob * job, const GrokImagineEntry * earlier,
       job->stored_size = grok_imagine_journal_stored_size (job->journal,
           stored, job->result_index);
     if (job->stored_size) {
+      grok_imagine_journal_touch_result (job->journal, job->result_index);
       job->result_urls = g_strdupv (earlier->result_urls);
       job->notify (GROK_IMAGINE_JOB_CACHED, job->task_id, NULL, NULL,
           job->user_data);
@@ -487,9 +650,7 @@ completed (GrokImagineJob * job, const GrokImagineStatus * st,
     return FALSE;
   }
 
-  e = g_new0 (GrokImagineEntry, 1);
-  e->state = GROK_IMAGINE_ENTRY_COMPLETED;
-  e->task_id = g_strdup (job->task_id);
+  e = new_entry (job, GROK_IMAGINE_ENTRY_COMPLETED);
   grok_imagine_entry_set_result_urls (e, st->result_urls);
   record (job, e);
   if (out_of_range (job, st->result_urls, error)) {
@@ -504,14 +665,12 @@ static gboolean
 failed (GrokImagineJob * job, const GrokImagineStatus * st,
     const gchar ** doing, GError ** error)
 {
-  g_autoptr (GrokImagineEntry) e = g_new0 (GrokImagineEntry, 1);
+  g_autoptr (GrokImagineEntry) e = new_entry (job,
+      GROK_IMAGINE_ENTRY_FAILED);
   const gchar *message = st->error_message ? st->error_message :
       st->raw_status;
 
-  e->state = GROK_IMAGINE_ENTRY_FAILED;
-  e->task_id = g_strdup (job->task_id);
   e->error_message = g_strdup (message);
-  grok_imagine_entry_set_result_urls (e, NULL);
   record (job, e);
   g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TASK_FAILED,
       "Video generation failed for task %s: %s", job->task_id, message);
@@ -555,6 +714,9 @@ poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
 
     g_free (job->last_raw_status);
     job->last_raw_status = g_strdup (st->raw_status);
+    /* before the notify, whose message carries the ledger's total */
+    if (st->state != GROK_IMAGINE_STATE_PENDING)
+      settle (job, st);
     job->notify (GROK_IMAGINE_JOB_STATUS, job->task_id, st, NULL,
         job->user_data);
     if (st->state == GROK_IMAGINE_STATE_COMPLETED)
@@ -624,6 +786,10 @@ grok_imagine_job_new (GrokImagineClient * client,
   job->poll_interval = s->poll_interval;
   job->timeout = s->timeout;
   job->refresh = s->refresh;
+  job->max_credits = s->max_credits;
+  job->spent = s->spent ? s->spent : &job->own_spent;
+  job->cache_max_size = s->cache_max_size;
+  job->credits = -1;
   job->notify = notify;
   job->user_data = user_data;
   job->key = grok_imagine_journal_key (grok_imagine_api_get_nick
@@ -716,9 +882,26 @@ gboolean
 grok_imagine_job_commit_result (GrokImagineJob * job, const gchar * tmp_path,
     guint64 * size, GError ** error)
 {
+  g_autoptr (GError) err = NULL;
+
   if (!grok_imagine_journal_commit_result (job->journal, job->result_index,
           tmp_path, &job->stored_size, error))
     return FALSE;
   *size = job->stored_size;
+  if (!grok_imagine_journal_evict (job->journal, job->cache_max_size,
+          job->result_index, &err))
+    warn (job, "Cannot keep the cache folder under cache-max-size: %s",
+        err->message);
   return TRUE;
+}
+
+gint64
+grok_imagine_job_get_ledger_credits (GrokImagineJob * job)
+{
+  gint64 total;
+
+  if (job->journal == NULL)
+    return -1;
+  return grok_imagine_dir_read_ledger (grok_imagine_journal_get_dir
+      (job->journal), &total, NULL) ? total : -1;
 }

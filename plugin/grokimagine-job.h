@@ -7,7 +7,10 @@
  * leaves the request "in doubt" (no automatic second POST), a process-wide
  * table and the journal (cache-dir) make the same request reattach to its
  * task, a failed task is submitted anew, a damaged journal entry is an
- * error. The only user of the journal and of the task table.
+ * error. It keeps the credit cap (max-credits): the journal's ledger, or
+ * without one the owner's own count, is charged the price before the POST
+ * and corrected when the task ends. The only user of the journal and of
+ * the task table.
  * No GStreamer types.
  */
 #pragma once
@@ -49,6 +52,12 @@ typedef struct
   guint64 owner;                /* without @share: whose tasks to follow */
   const gchar *api_key;         /* only hashed, for the task table: the tasks
                                  * of another account are never followed */
+  guint64 max_credits;          /* 0: no cap */
+  gint64 *spent;                /* without a journal: the credits the
+                                 * owner's jobs were charged so far, kept
+                                 * up to date by the job; NULL: this job's
+                                 * own count */
+  guint64 cache_max_size;       /* bytes of the journal folder; 0: any */
 } GrokImagineJobSettings;
 
 typedef struct _GrokImagineJob GrokImagineJob;
@@ -80,7 +89,11 @@ guint grok_imagine_job_get_http_status (GrokImagineJob * job);
 gchar **grok_imagine_job_get_result_urls (GrokImagineJob * job);
 const gchar *grok_imagine_job_get_result_url (GrokImagineJob * job);
 
-/* With a journal: the stored result of the chosen index */
+/* With a journal: the credits its ledger counts, else -1 */
+gint64 grok_imagine_job_get_ledger_credits (GrokImagineJob * job);
+
+/* With a journal: the stored result of the chosen index. Committing it
+ * evicts older results to keep the folder under cache_max_size. */
 gboolean grok_imagine_job_has_journal (GrokImagineJob * job);
 gchar *grok_imagine_job_get_stored_result (GrokImagineJob * job,
     guint64 * size);

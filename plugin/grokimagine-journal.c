@@ -22,6 +22,13 @@
 #define COMMIT_LOCK_WAIT (10 * G_TIME_SPAN_SECOND)
 /* temporary files are named <final name>.tmp-<pid>-XXXXXX */
 #define TMP_MARK ".tmp-"
+/* the folder's own files beside the entries (<key>.json, <key>.lock) and
+ * results (<key>.<index>.result) */
+#define FOLDER_LOCK "journal.lock"
+#define LEDGER "journal.ledger"
+#define LEDGER_VERSION 1
+#define RESULT_SUFFIX ".result"
+#define KEY_LENGTH 64           /* a SHA-256 in hex */
 
 static const gchar *const state_names[] = {
   [GROK_IMAGINE_ENTRY_SUBMITTING] = "submitting",
@@ -38,6 +45,7 @@ struct _GrokImagineJournal
   gchar *entry_path;            /* <dir>/<key>.json */
   gchar *lock_path;             /* <dir>/<key>.lock */
   int lock_fd;
+  gchar *folder_lock_path;      /* <dir>/journal.lock */
 };
 
 gchar *
@@ -81,11 +89,39 @@ remove_stale_temporaries (const gchar * dir)
   }
 }
 
+/* Removes the entry lock files nobody holds: a killed run leaves its own.
+ * One that is being waited on is safe to remove: its waiter, once it has
+ * the lock, sees that the file is gone and opens it anew. */
+static void
+remove_stale_locks (const gchar * dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    g_autofree gchar *path = NULL;
+    int fd;
+
+    if (!g_str_has_suffix (name, ".lock") || g_str_equal (name, FOLDER_LOCK))
+      continue;
+    path = g_build_filename (dir, name, NULL);
+    fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0)
+      continue;
+    if (flock (fd, LOCK_EX | LOCK_NB) == 0) {
+      g_unlink (path);
+      flock (fd, LOCK_UN);
+    }
+    close (fd);
+  }
+}
+
 GrokImagineJournal *
 grok_imagine_journal_open (const gchar * dir, const gchar * key,
     GError ** error)
 {
   GrokImagineJournal *j;
+  int fd;
 
   if (g_mkdir_with_parents (dir, 0700) != 0) {
     int e = errno;
@@ -95,12 +131,18 @@ grok_imagine_journal_open (const gchar * dir, const gchar * key,
     return NULL;
   }
   remove_stale_temporaries (dir);
+  remove_stale_locks (dir);
   j = g_new0 (GrokImagineJournal, 1);
   j->dir = g_strdup (dir);
   j->key = g_strdup (key);
   j->entry_path = g_strdup_printf ("%s/%s.json", dir, key);
   j->lock_path = g_strdup_printf ("%s/%s.lock", dir, key);
   j->lock_fd = -1;
+  j->folder_lock_path = g_build_filename (dir, FOLDER_LOCK, NULL);
+  /* it also marks the folder as a journal */
+  fd = g_open (j->folder_lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    close (fd);
   return j;
 }
 
@@ -114,6 +156,7 @@ grok_imagine_journal_free (GrokImagineJournal * journal)
   g_free (journal->key);
   g_free (journal->entry_path);
   g_free (journal->lock_path);
+  g_free (journal->folder_lock_path);
   g_free (journal);
 }
 
@@ -129,50 +172,87 @@ grok_imagine_journal_get_result_path (GrokImagineJournal * j, guint index)
   return g_strdup_printf ("%s/%s.%u.result", j->dir, j->key, index);
 }
 
+/* Opens and locks @path, waiting until @deadline (monotonic µs) in short
+ * steps, so that a flush or a state change ends the wait. A holder that
+ * removed the file on unlock leaves a stale one to whoever waited on it:
+ * then the file is opened again. Returns the locked descriptor or -1. */
+static int
+lock_path (const gchar * path, gint64 deadline, GCancellable * cancellable,
+    GError ** error)
+{
+  for (;;) {
+    int fd = g_open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    GStatBuf held, now;
+
+    if (fd < 0) {
+      int e = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+          "Cannot open the journal lock '%s': %s", path, g_strerror (e));
+      return -1;
+    }
+    while (flock (fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        int e = errno;
+
+        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+            "Cannot lock '%s': %s", path, g_strerror (e));
+        close (fd);
+        return -1;
+      }
+      if (g_get_monotonic_time () + LOCK_POLL > deadline) {
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "Another "
+            "process held the journal lock '%s' past the deadline", path);
+        close (fd);
+        return -1;
+      }
+      if (!grok_imagine_wait (LOCK_POLL, cancellable, error)) {
+        close (fd);
+        return -1;
+      }
+    }
+    if (fstat (fd, &held) == 0 && g_stat (path, &now) == 0
+        && held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+      return fd;
+    close (fd);
+  }
+}
+
 gboolean
 grok_imagine_journal_lock (GrokImagineJournal * j, gint64 deadline,
     GCancellable * cancellable, GError ** error)
 {
-  if (j->lock_fd < 0)
-    j->lock_fd = g_open (j->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (j->lock_fd < 0) {
-    int e = errno;
-
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
-        "Cannot open the journal lock '%s': %s", j->lock_path, g_strerror (e));
-    return FALSE;
-  }
-
-  /* Another process may hold it while it submits the same request: wait,
-   * in short steps so that a flush or a state change ends the wait */
-  while (flock (j->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR) {
-      int e = errno;
-
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
-          "Cannot lock '%s': %s", j->lock_path, g_strerror (e));
-      return FALSE;
-    }
-    if (g_get_monotonic_time () + LOCK_POLL > deadline) {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "Another "
-          "process held the journal lock '%s' past the deadline",
-          j->lock_path);
-      return FALSE;
-    }
-    if (!grok_imagine_wait (LOCK_POLL, cancellable, error))
-      return FALSE;
-  }
-  return TRUE;
+  if (j->lock_fd >= 0)
+    return TRUE;
+  j->lock_fd = lock_path (j->lock_path, deadline, cancellable, error);
+  return j->lock_fd >= 0;
 }
 
+/* The entry's lock file goes with the lock, so that finished runs leave
+ * none behind */
 void
 grok_imagine_journal_unlock (GrokImagineJournal * j)
 {
   if (j->lock_fd < 0)
     return;
+  g_unlink (j->lock_path);
   flock (j->lock_fd, LOCK_UN);
   close (j->lock_fd);
   j->lock_fd = -1;
+}
+
+static int
+lock_folder (GrokImagineJournal * j, gint64 deadline,
+    GCancellable * cancellable, GError ** error)
+{
+  return lock_path (j->folder_lock_path, deadline, cancellable, error);
+}
+
+static void
+unlock_folder (int fd)
+{
+  flock (fd, LOCK_UN);
+  close (fd);
 }
 
 void
@@ -195,6 +275,9 @@ grok_imagine_entry_free (GrokImagineEntry * entry)
   g_free (entry->error_message);
   g_strfreev (entry->result_urls);
   g_free (entry->sizes);
+  g_free (entry->api);
+  g_free (entry->model);
+  g_free (entry->prompt);
   g_free (entry);
 }
 
@@ -270,6 +353,33 @@ read_results (JsonObject * obj, GrokImagineEntry * entry, GError ** error)
   return TRUE;
 }
 
+/* An ISO 8601 member as unix µs; FALSE when it is there but no date */
+static gboolean
+read_time (JsonObject * obj, const gchar * name, gint64 * unix_us)
+{
+  const gchar *when = json_object_get_string_member_with_default (obj, name,
+      NULL);
+  g_autoptr (GDateTime) t = when ? g_date_time_new_from_iso8601 (when,
+      NULL) : NULL;
+
+  if (when && t == NULL)
+    return FALSE;
+  if (t)
+    *unix_us = g_date_time_to_unix (t) * G_USEC_PER_SEC;
+  return TRUE;
+}
+
+static gchar *
+dup_string_member (JsonObject * obj, const gchar * name)
+{
+  JsonNode *n = json_object_get_member (obj, name);
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n)
+      || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return g_strdup (json_node_get_string (n));
+}
+
 GrokImagineEntry *
 grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
 {
@@ -278,8 +388,8 @@ grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
   g_autoptr (GError) err = NULL;
   g_autofree gchar *data = NULL;
   JsonObject *obj;
-  JsonNode *root, *version;
-  const gchar *task_id, *when;
+  JsonNode *root, *version, *credits;
+  const gchar *task_id;
   gsize len;
 
   if (!g_file_get_contents (j->entry_path, &data, &len, &err)) {
@@ -313,18 +423,25 @@ grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
     entry->task_id = g_strdup (task_id);
   else if (entry->state >= GROK_IMAGINE_ENTRY_SUBMITTED)
     return damaged (error, "it has no task id");
-  when = json_object_get_string_member_with_default (obj, "submitted_at",
-      NULL);
-  if (when) {
-    g_autoptr (GDateTime) t = g_date_time_new_from_iso8601 (when, NULL);
-
-    if (t == NULL)
-      return damaged (error, "its submit time is not a date");
-    entry->submitted_at = g_date_time_to_unix (t) * G_USEC_PER_SEC;
-  }
+  if (!read_time (obj, "submitted_at", &entry->submitted_at))
+    return damaged (error, "its submit time is not a date");
+  if (!read_time (obj, "updated", &entry->updated_at))
+    return damaged (error, "its update time is not a date");
   entry->error_message = g_strdup
       (json_object_get_string_member_with_default (obj, "error_message",
           NULL));
+  entry->api = dup_string_member (obj, "api");
+  entry->model = dup_string_member (obj, "model");
+  entry->prompt = dup_string_member (obj, "prompt");
+  /* entries of older versions of the element: not in the ledger */
+  entry->credits = -1;
+  credits = json_object_get_member (obj, "credits");
+  if (credits && (!JSON_NODE_HOLDS_VALUE (credits)
+          || json_node_get_value_type (credits) != G_TYPE_INT64
+          || json_node_get_int (credits) < 0))
+    return damaged (error, "its credits are not a number");
+  if (credits)
+    entry->credits = json_node_get_int (credits);
   if (!read_results (obj, entry, error))
     return NULL;
   if (entry->state == GROK_IMAGINE_ENTRY_COMPLETED
@@ -388,6 +505,15 @@ add_time (JsonBuilder * b, const gchar * name, gint64 unix_us)
   json_builder_add_string_value (b, stamp);
 }
 
+static void
+add_string (JsonBuilder * b, const gchar * name, const gchar * value)
+{
+  if (value == NULL)
+    return;
+  json_builder_set_member_name (b, name);
+  json_builder_add_string_value (b, value);
+}
+
 gboolean
 grok_imagine_journal_write (GrokImagineJournal * j,
     const GrokImagineEntry * entry, GError ** error)
@@ -408,9 +534,13 @@ grok_imagine_journal_write (GrokImagineJournal * j,
   }
   if (entry->submitted_at)
     add_time (b, "submitted_at", entry->submitted_at);
-  if (entry->error_message) {
-    json_builder_set_member_name (b, "error_message");
-    json_builder_add_string_value (b, entry->error_message);
+  add_string (b, "error_message", entry->error_message);
+  add_string (b, "api", entry->api);
+  add_string (b, "model", entry->model);
+  add_string (b, "prompt", entry->prompt);
+  if (entry->credits >= 0) {
+    json_builder_set_member_name (b, "credits");
+    json_builder_add_int_value (b, entry->credits);
   }
   json_builder_set_member_name (b, "result_urls");
   json_builder_begin_array (b);
@@ -534,4 +664,305 @@ grok_imagine_journal_stored_size (GrokImagineJournal * j,
   if (g_stat (path, &st) != 0 || (guint64) st.st_size != entry->sizes[index])
     return 0;
   return entry->sizes[index];
+}
+
+/* --- the ledger ------------------------------------------------------------- */
+
+static gboolean
+int_member (JsonObject * obj, const gchar * name, gint64 * value)
+{
+  JsonNode *n = json_object_get_member (obj, name);
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n)
+      || json_node_get_value_type (n) != G_TYPE_INT64)
+    return FALSE;
+  *value = json_node_get_int (n);
+  return TRUE;
+}
+
+gboolean
+grok_imagine_dir_read_ledger (const gchar * dir, gint64 * total,
+    GError ** error)
+{
+  g_autofree gchar *path = g_build_filename (dir, LEDGER, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *data = NULL;
+  JsonNode *root;
+  gint64 version = 0;
+  gsize len;
+
+  *total = 0;
+  if (!g_file_get_contents (path, &data, &len, &err)) {
+    if (g_error_matches (err, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      return TRUE;
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "Cannot read the "
+        "credit ledger '%s': %s", path, err->message);
+    return FALSE;
+  }
+  if (len > GROK_IMAGINE_MAX_BODY_SIZE
+      || !json_parser_load_from_data (parser, data, len, NULL)
+      || (root = json_parser_get_root (parser)) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (root)
+      || !int_member (json_node_get_object (root), "version", &version)
+      || version != LEDGER_VERSION
+      || !int_member (json_node_get_object (root), "credits", total)
+      || *total < 0) {
+    *total = 0;
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "The credit "
+        "ledger '%s' is damaged or of another version than %d", path,
+        LEDGER_VERSION);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+write_ledger (const gchar * dir, gint64 total, GError ** error)
+{
+  g_autofree gchar *path = g_build_filename (dir, LEDGER, NULL);
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree gchar *json = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "version");
+  json_builder_add_int_value (b, LEDGER_VERSION);
+  json_builder_set_member_name (b, "credits");
+  json_builder_add_int_value (b, total);
+  add_time (b, "updated", g_get_real_time ());
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json = json_to_string (root, TRUE);
+  return replace_file (path, json, strlen (json), error);
+}
+
+gboolean
+grok_imagine_journal_charge (GrokImagineJournal * j, gint64 price,
+    guint64 cap, gint64 deadline, GCancellable * cancellable, gint64 * total,
+    gboolean * charged, GError ** error)
+{
+  int fd = lock_folder (j, deadline, cancellable, error);
+  gboolean ok;
+
+  *charged = FALSE;
+  *total = 0;
+  if (fd < 0)
+    return FALSE;
+  ok = grok_imagine_dir_read_ledger (j->dir, total, error);
+  if (ok && (cap == 0 || (guint64) (*total + price) <= cap)) {
+    ok = write_ledger (j->dir, *total + price, error);
+    if (ok) {
+      *total += price;
+      *charged = TRUE;
+    }
+  }
+  unlock_folder (fd);
+  return ok;
+}
+
+gboolean
+grok_imagine_journal_credit (GrokImagineJournal * j, gint64 delta,
+    gint64 * total, GError ** error)
+{
+  int fd = lock_folder (j, g_get_monotonic_time () + COMMIT_LOCK_WAIT, NULL,
+      error);
+  gboolean ok;
+
+  *total = 0;
+  if (fd < 0)
+    return FALSE;
+  ok = grok_imagine_dir_read_ledger (j->dir, total, error)
+      && write_ledger (j->dir, MAX (*total + delta, 0), error);
+  if (ok)
+    *total = MAX (*total + delta, 0);
+  unlock_folder (fd);
+  return ok;
+}
+
+/* --- the folder's size ------------------------------------------------------ */
+
+typedef struct
+{
+  gchar *path;
+  gint64 used;                  /* mtime in ns */
+  guint64 size;
+} Stored;
+
+static void
+stored_clear (gpointer p)
+{
+  g_free (((Stored *) p)->path);
+}
+
+static gint
+least_recent_first (gconstpointer a, gconstpointer b)
+{
+  gint64 x = ((const Stored *) a)->used, y = ((const Stored *) b)->used;
+
+  return x < y ? -1 : x > y;
+}
+
+gboolean
+grok_imagine_journal_evict (GrokImagineJournal * j, guint64 max_size,
+    guint keep_index, GError ** error)
+{
+  g_autofree gchar *keep = g_strdup_printf ("%s.%u" RESULT_SUFFIX, j->key,
+      keep_index);
+  g_autoptr (GArray) results = NULL;
+  g_autoptr (GDir) d = NULL;
+  guint64 total = 0;
+  const gchar *name;
+  guint i;
+  int fd;
+
+  if (max_size == 0)
+    return TRUE;
+  fd = lock_folder (j, g_get_monotonic_time () + COMMIT_LOCK_WAIT, NULL,
+      error);
+  if (fd < 0)
+    return FALSE;
+  d = g_dir_open (j->dir, 0, error);
+  if (d == NULL) {
+    unlock_folder (fd);
+    return FALSE;
+  }
+  results = g_array_new (FALSE, FALSE, sizeof (Stored));
+  g_array_set_clear_func (results, stored_clear);
+  while ((name = g_dir_read_name (d))) {
+    g_autofree gchar *path = g_build_filename (j->dir, name, NULL);
+    GStatBuf st;
+
+    if (g_lstat (path, &st) != 0 || !S_ISREG (st.st_mode))
+      continue;
+    total += st.st_size;
+    if (g_str_has_suffix (name, RESULT_SUFFIX) && !strstr (name, TMP_MARK)
+        && !g_str_equal (name, keep)) {
+      Stored r = { g_steal_pointer (&path), st.st_mtim.tv_sec *
+            G_GINT64_CONSTANT (1000000000) + st.st_mtim.tv_nsec, st.st_size
+      };
+
+      g_array_append_val (results, r);
+    }
+  }
+  g_array_sort (results, least_recent_first);
+  for (i = 0; i < results->len && total > max_size; i++) {
+    Stored *r = &g_array_index (results, Stored, i);
+
+    if (g_unlink (r->path) == 0)
+      total -= r->size;
+  }
+  unlock_folder (fd);
+  return TRUE;
+}
+
+void
+grok_imagine_journal_touch_result (GrokImagineJournal * j, guint index)
+{
+  g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
+
+  utimensat (AT_FDCWD, path, NULL, 0);
+}
+
+/* --- listing ---------------------------------------------------------------- */
+
+static gboolean
+is_entry_name (const gchar * name)
+{
+  guint i;
+
+  if (strlen (name) != KEY_LENGTH + strlen (".json")
+      || !g_str_has_suffix (name, ".json"))
+    return FALSE;
+  for (i = 0; i < KEY_LENGTH; i++)
+    if (!g_ascii_isxdigit (name[i]) || g_ascii_isupper (name[i]))
+      return FALSE;
+  return TRUE;
+}
+
+static gint
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+GStrv
+grok_imagine_dir_list_keys (const gchar * dir, GError ** error)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, error);
+  g_autoptr (GPtrArray) keys = NULL;
+  const gchar *name;
+
+  if (d == NULL)
+    return NULL;
+  keys = g_ptr_array_new_with_free_func (g_free);
+  while ((name = g_dir_read_name (d)))
+    if (is_entry_name (name))
+      g_ptr_array_add (keys, g_strndup (name, KEY_LENGTH));
+  g_ptr_array_sort (keys, compare_strings);
+  g_ptr_array_add (keys, NULL);
+  return (GStrv) g_ptr_array_steal (keys, NULL);
+}
+
+gboolean
+grok_imagine_dir_is_journal (const gchar * dir, GError ** error)
+{
+  g_autofree gchar *lock = g_build_filename (dir, FOLDER_LOCK, NULL);
+  g_autofree gchar *ledger = g_build_filename (dir, LEDGER, NULL);
+  g_auto (GStrv) keys = NULL;
+
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_DIRECTORY,
+        "'%s' is not a folder", dir);
+    return FALSE;
+  }
+  if (g_file_test (lock, G_FILE_TEST_IS_REGULAR)
+      || g_file_test (ledger, G_FILE_TEST_IS_REGULAR))
+    return TRUE;
+  keys = grok_imagine_dir_list_keys (dir, error);
+  if (keys == NULL)
+    return FALSE;
+  if (keys[0])
+    return TRUE;
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "'%s' is not "
+      "a journal of grokimaginesrc: it has no " FOLDER_LOCK ", no " LEDGER
+      " and no entries", dir);
+  return FALSE;
+}
+
+const gchar *
+grok_imagine_journal_get_key (GrokImagineJournal * j)
+{
+  return j->key;
+}
+
+const gchar *
+grok_imagine_journal_get_dir (GrokImagineJournal * j)
+{
+  return j->dir;
+}
+
+gboolean
+grok_imagine_journal_forget (GrokImagineJournal * j, GError ** error)
+{
+  g_autofree gchar *prefix = g_strconcat (j->key, ".", NULL);
+  g_autoptr (GDir) d = NULL;
+  const gchar *name;
+  gboolean ok;
+
+  if (!grok_imagine_journal_lock (j, g_get_monotonic_time () +
+          COMMIT_LOCK_WAIT, NULL, error))
+    return FALSE;
+  d = g_dir_open (j->dir, 0, NULL);
+  while (d && (name = g_dir_read_name (d))) {
+    if (g_str_has_prefix (name, prefix) && g_str_has_suffix (name,
+            RESULT_SUFFIX)) {
+      g_autofree gchar *path = g_build_filename (j->dir, name, NULL);
+
+      g_unlink (path);
+    }
+  }
+  ok = grok_imagine_journal_remove (j, error);
+  grok_imagine_journal_unlock (j);
+  return ok;
 }

@@ -7,8 +7,10 @@
  * already downloaded. An entry is one task with all its result URLs; each
  * result index is stored in a file of its own. Entries are written
  * atomically (one temporary file, then a rename); a lock file makes
- * concurrent processes share one POST. Only the job module uses it.
- * No GStreamer types.
+ * concurrent processes share one POST. The folder also keeps a ledger of
+ * the credits its tasks were charged, under a folder-wide lock, and can
+ * evict stored results to stay under a size. The job module and the
+ * grokimagine-journal tool use it. No GStreamer types.
  */
 #pragma once
 
@@ -34,7 +36,18 @@ typedef struct
   gchar **result_urls;          /* never NULL */
   guint64 *sizes;               /* one per result URL: the stored file's
                                  * size, 0 when not stored */
+  /* what a person needs to recognise the task; NULL in older entries */
+  gchar *api;                   /* "grokimagineapi" or "grok5imagine" */
+  gchar *model;                 /* grok5imagine's model, else NULL */
+  gchar *prompt;                /* the start of the prompt */
+  gint64 credits;               /* what the ledger counts for this task:
+                                 * the price at submit, then what the API
+                                 * reported at its end; -1: not counted */
+  gint64 updated_at;            /* unix µs of the last write, when read */
 } GrokImagineEntry;
+
+/* The longest prompt start an entry keeps, in characters */
+#define GROK_IMAGINE_ENTRY_PROMPT_START 80
 
 typedef struct _GrokImagineJournal GrokImagineJournal;
 
@@ -78,6 +91,43 @@ gboolean grok_imagine_journal_commit_result (GrokImagineJournal * journal,
 /* The size of stored result @index when its file is whole, else 0 */
 guint64 grok_imagine_journal_stored_size (GrokImagineJournal * journal,
     const GrokImagineEntry * entry, guint index);
+
+/* --- the folder: ledger, size, listing ------------------------------------- */
+
+/* Under the folder's lock (which an entry's holder may take, never the
+ * other way round): adds @price to the ledger unless that would take it
+ * past @cap (0: no cap). *total is the ledger after it (or unchanged when
+ * refused); *charged says whether it was added. FALSE on an I/O error or a
+ * damaged ledger. */
+gboolean grok_imagine_journal_charge (GrokImagineJournal * journal,
+    gint64 price, guint64 cap, gint64 deadline, GCancellable * cancellable,
+    gint64 * total, gboolean * charged, GError ** error);
+/* Adds @delta (a correction, negative for a refund) to the ledger */
+gboolean grok_imagine_journal_credit (GrokImagineJournal * journal,
+    gint64 delta, gint64 * total, GError ** error);
+/* The ledger's total, 0 when it has none yet */
+gboolean grok_imagine_dir_read_ledger (const gchar * dir, gint64 * total,
+    GError ** error);
+
+/* Removes the least recently used stored results (never entries) until the
+ * folder takes at most @max_size bytes; result @keep_index of this
+ * journal's entry stays. */
+gboolean grok_imagine_journal_evict (GrokImagineJournal * journal,
+    guint64 max_size, guint keep_index, GError ** error);
+/* Marks stored result @index as used now, for the eviction order */
+void grok_imagine_journal_touch_result (GrokImagineJournal * journal,
+    guint index);
+
+/* TRUE when @dir holds a journal (its lock file, ledger or an entry); else
+ * an error saying why not */
+gboolean grok_imagine_dir_is_journal (const gchar * dir, GError ** error);
+/* The keys of the entries in @dir, sorted */
+GStrv grok_imagine_dir_list_keys (const gchar * dir, GError ** error);
+const gchar *grok_imagine_journal_get_key (GrokImagineJournal * journal);
+const gchar *grok_imagine_journal_get_dir (GrokImagineJournal * journal);
+/* Under the entry's lock: removes the entry and its stored results */
+gboolean grok_imagine_journal_forget (GrokImagineJournal * journal,
+    GError ** error);
 
 void grok_imagine_entry_set_result_urls (GrokImagineEntry * entry,
     gchar ** urls);

@@ -58,6 +58,10 @@
  * ]| Keeps a job journal: running it again reattaches to the task, or serves
  * the stored result without any request.
  * |[
+ * gst-launch-1.0 grokimaginesrc prompt="a red fox" cache-dir=$HOME/.cache/grokimagine max-credits=500 cache-max-size=1000000000 ! filesink location=fox.mp4
+ * ]| Refuses, before any request, a job that would take the credits the
+ * folder's ledger counts past 500, and keeps the folder under 1 GB.
+ * |[
  * gst-play-1.0 'grokimagine://?prompt=a%20quiet%20lake&ratio=16:9&api=grok5imagine&model=text-to-video'
  * ]| Plays a prompt through the URI handler. A URI describes the request
  * only: the key (`GROK_IMAGINE_API_KEY`) and the base URL
@@ -88,6 +92,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_grok_imagine_src_debug);
 #define KEY_ENV "GROK_IMAGINE_API_KEY"
 #define CACHE_ENV "GROK_IMAGINE_CACHE_DIR"
 #define BASE_URL_ENV "GROK_IMAGINE_BASE_URL"
+#define MAX_CREDITS_ENV "GROK_IMAGINE_MAX_CREDITS"
 
 enum
 {
@@ -115,6 +120,8 @@ enum
   PROP_CACHE_DIR,
   PROP_REFRESH,
   PROP_SHARE_TASKS,
+  PROP_MAX_CREDITS,
+  PROP_CACHE_MAX_SIZE,
   N_PROPS
 };
 
@@ -133,6 +140,8 @@ enum
 #define DEFAULT_SSL_STRICT TRUE
 #define DEFAULT_REFRESH FALSE
 #define DEFAULT_SHARE_TASKS TRUE
+#define DEFAULT_MAX_CREDITS 0
+#define DEFAULT_CACHE_MAX_SIZE 0
 /* The longest a stop waits for the answer of a POST that has left */
 #define STOP_WAIT_MAX (10 * G_TIME_SPAN_SECOND)
 #define DEFAULT_BLOCKSIZE (256 * 1024)
@@ -161,6 +170,8 @@ typedef struct
   GrokImagineApi api_host;      /* api as the application set it (never a
                                  * URI): whose default host may get the key */
   gboolean share_tasks;
+  guint64 max_credits;
+  guint64 cache_max_size;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -172,6 +183,8 @@ struct _GstGrokImagineSrc
   guint64 serial;               /* tells this element's tasks from others' */
   gchar **uri_params;           /* the parameters the last URI set */
   gboolean applying_uri;        /* object lock: set_uri() sets properties */
+  gint64 spent;                 /* credits of this element's jobs, for
+                                 * max-credits without a journal */
 
   /* unlock() may come from any thread before, during or after a request:
    * it cancels this, and unlock_stop() puts a fresh one in its place */
@@ -393,6 +406,10 @@ post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
         code = GST_RESOURCE_ERROR_FAILED;
         text = g_strdup (err->message);
         break;
+      case GROK_IMAGINE_ERROR_CREDIT_CAP:
+        code = GST_RESOURCE_ERROR_NOT_AUTHORIZED;
+        text = g_strdup (err->message);
+        break;
       case GROK_IMAGINE_ERROR_PROTOCOL:
         text = g_strdup_printf ("Unexpected answer while %s: %s", doing,
             err->message);
@@ -429,6 +446,17 @@ post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
   return GST_FLOW_ERROR;
 }
 
+/* With a journal: the credits its ledger counts, the folder's total */
+static void
+set_ledger_credits (GstGrokImagineSrc * self, GstStructure * s)
+{
+  gint64 total = self->job ? grok_imagine_job_get_ledger_credits (self->job) :
+      -1;
+
+  if (total >= 0)
+    gst_structure_set (s, "ledger-credits", G_TYPE_INT64, total, NULL);
+}
+
 static void
 post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
     const gchar * status, const GrokImagineStatus * st)
@@ -444,6 +472,8 @@ post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
     if (st->state != GROK_IMAGINE_STATE_PENDING && st->consumed_credits >= 0)
       gst_structure_set (s, "consumed-credits", G_TYPE_INT64,
           st->consumed_credits, NULL);
+    if (st->state != GROK_IMAGINE_STATE_PENDING)
+      set_ledger_credits (self, s);
     if (st->error_message)
       gst_structure_set (s, "error-message", G_TYPE_STRING,
           st->error_message, NULL);
@@ -590,6 +620,7 @@ post_cached (GstGrokImagineSrc * self, const gchar * task_id)
       "api", G_TYPE_STRING, grok_imagine_api_get_nick (self->run.req.api),
       "cached", G_TYPE_BOOLEAN, TRUE, NULL);
 
+  set_ledger_credits (self, s);
   GST_INFO_OBJECT (self, "serving task %s from the journal", task_id);
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_element (GST_OBJECT (self), s));
@@ -835,6 +866,14 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
             grok_imagine_api_default_base_url (self->run.req.api)), (NULL));
     goto failed;
   }
+  if (self->run.max_credits == 0 && g_getenv (MAX_CREDITS_ENV)
+      && *g_getenv (MAX_CREDITS_ENV)
+      && !g_ascii_string_to_unsigned (g_getenv (MAX_CREDITS_ENV), 10, 0,
+          G_MAXINT64, &self->run.max_credits, &err)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, (MAX_CREDITS_ENV " is not "
+            "a number of credits: %s", err->message), (NULL));
+    goto failed;
+  }
 
   if (self->run.task_id == NULL) {
     if (!grok_imagine_request_validate (&self->run.req, &err)) {
@@ -872,6 +911,9 @@ gst_grok_imagine_src_start (GstBaseSrc * bsrc)
   job.share = self->run.share_tasks;
   job.owner = self->serial;
   job.api_key = self->run.api_key;
+  job.max_credits = self->run.max_credits;
+  job.spent = &self->spent;
+  job.cache_max_size = self->run.cache_max_size;
   self->job = grok_imagine_job_new (self->client, &job, on_job_event, self,
       &err);
   if (self->job == NULL) {
@@ -1495,6 +1537,12 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     case PROP_SHARE_TASKS:
       s->share_tasks = g_value_get_boolean (value);
       break;
+    case PROP_MAX_CREDITS:
+      s->max_credits = g_value_get_uint64 (value);
+      break;
+    case PROP_CACHE_MAX_SIZE:
+      s->cache_max_size = g_value_get_uint64 (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1587,6 +1635,12 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_SHARE_TASKS:
       g_value_set_boolean (value, s->share_tasks);
       break;
+    case PROP_MAX_CREDITS:
+      g_value_set_uint64 (value, s->max_credits);
+      break;
+    case PROP_CACHE_MAX_SIZE:
+      g_value_set_uint64 (value, s->cache_max_size);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1650,6 +1704,8 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->request_timeout = DEFAULT_REQUEST_TIMEOUT;
   s->ssl_strict = DEFAULT_SSL_STRICT;
   s->share_tasks = DEFAULT_SHARE_TASKS;
+  s->max_credits = DEFAULT_MAX_CREDITS;
+  s->cache_max_size = DEFAULT_CACHE_MAX_SIZE;
 
   self->download_percent = -1;
   self->cache_fd = -1;
@@ -1759,6 +1815,17 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "has for the same request (running or done), and share one POST with "
       "it; false: only this element's own earlier runs are reattached",
       DEFAULT_SHARE_TASKS, rw);
+  properties[PROP_MAX_CREDITS] = g_param_spec_uint64 ("max-credits",
+      "Max credits", "Refuse, before any request, a job whose price would "
+      "take the credits charged past this: those the cache folder's ledger "
+      "counts across runs and processes, or without a cache folder this "
+      "element's own jobs (0: no cap; when 0, the " MAX_CREDITS_ENV
+      " environment variable)", 0, G_MAXINT64, DEFAULT_MAX_CREDITS, rw);
+  properties[PROP_CACHE_MAX_SIZE] = g_param_spec_uint64 ("cache-max-size",
+      "Cache max size", "Bytes the cache folder may take: beyond it the "
+      "least recently used stored results are removed (never the task "
+      "records; a re-run fetches the result again from its task). 0: no "
+      "limit", 0, G_MAXUINT64, DEFAULT_CACHE_MAX_SIZE, rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);

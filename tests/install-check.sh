@@ -18,4 +18,7 @@ out=$(env -u GST_PLUGIN_PATH -u GST_PLUGIN_PATH_1_0 \
   gst-inspect-1.0 grokimaginesrc)
 grep -q "Grok Imagine video source" <<<"$out" || { echo "gst-inspect-1.0 did not find grokimaginesrc"; exit 1; }
 grep -q "Default: 2000" <<<"$out"
+tool=$(find "$dest" -name grokimagine-journal -type f -perm -u+x | head -n 1)
+[ -n "$tool" ] || { echo "grokimagine-journal was not installed"; exit 1; }
+"$tool" --help | grep -q "forget DIR TASK-ID"
 echo "installed to $pluginsdir and found by gst-inspect-1.0"
