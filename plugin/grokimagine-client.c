@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "grokimagine-client.h"
+#include "grokimagine-ratelimit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@ struct _GrokImagineClient
   gchar *host;                  /* host[:port], for messages */
   gchar *authorization;
   gint64 not_before;            /* rate limit: no request before this */
+  GrokImagineRateLimit *rate;   /* the budget shared by the key's clients */
+  gint64 last_poll;             /* monotonic µs, 0 before the first */
+  gint64 rate_remaining;        /* -1 until an answer says */
 };
 
 /* --- waits ---------------------------------------------------------------- */
@@ -210,6 +214,7 @@ grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
     const gchar * base_url, const gchar * api_key, GError ** error)
 {
   g_autoptr (GUri) uri = NULL;
+  g_autofree gchar *origin = NULL, *tmp = NULL;
   GrokImagineClient *client;
   const gchar *scheme;
 
@@ -237,6 +242,11 @@ grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
       g_strdup_printf ("%s:%d", g_uri_get_host (uri), g_uri_get_port (uri)) :
       g_strdup (g_uri_get_host (uri));
   client->authorization = g_strconcat ("Bearer ", api_key, NULL);
+  tmp = g_strdup_printf ("%s://%s", scheme, client->host);
+  origin = g_ascii_strdown (tmp, -1);
+  client->rate = grok_imagine_rate_limit_get (origin, api_key,
+      http->rate_limit);
+  client->rate_remaining = -1;
   return client;
 }
 
@@ -246,6 +256,7 @@ grok_imagine_client_free (GrokImagineClient * client)
   if (client == NULL)
     return;
   g_object_unref (client->http.session);
+  grok_imagine_rate_limit_release (client->rate, client->http.rate_limit);
   g_free (client->base_url);
   g_free (client->host);
   if (client->authorization)
@@ -264,6 +275,12 @@ const gchar *
 grok_imagine_client_get_base_url (GrokImagineClient * client)
 {
   return client->base_url;
+}
+
+gint64
+grok_imagine_client_get_rate_remaining (GrokImagineClient * client)
+{
+  return client->rate_remaining;
 }
 
 /* Seconds from a header holding either a delay or a unix time */
@@ -361,12 +378,51 @@ same_origin (GUri * a, GUri * b)
       && g_uri_get_port (a) == g_uri_get_port (b);
 }
 
+/* A poll held back at least this long by the key's budget is announced */
+#define PACED_NOTICE (100 * G_TIME_SPAN_MILLISECOND)
+
+/* Sends an API request within the key's budget, then tells the budget what
+ * the answer said of it */
+static GInputStream *
+send_within_budget (GrokImagineClient * client, SoupMessage * msg,
+    gint64 deadline, GCancellable * cancellable, GError ** error)
+{
+  GrokImagineRateKind kind = soup_message_get_method (msg) == SOUP_METHOD_POST
+      ? GROK_IMAGINE_RATE_SUBMIT : GROK_IMAGINE_RATE_POLL;
+  SoupMessageHeaders *hdrs = soup_message_get_response_headers (msg);
+  const gchar *remaining;
+  GInputStream *stream;
+  guint64 ticket;
+  gint64 waited, now;
+
+  if (!grok_imagine_rate_limit_acquire (client->rate, kind, deadline,
+          cancellable, &ticket, &waited, error))
+    return NULL;
+  now = g_get_monotonic_time ();
+  if (kind == GROK_IMAGINE_RATE_POLL) {
+    if (waited >= PACED_NOTICE && client->last_poll > 0 && client->http.notify)
+      client->http.notify (GROK_IMAGINE_WAIT_PACED, now - client->last_poll,
+          NULL, client->http.notify_data);
+    client->last_poll = now;
+  }
+
+  stream = grok_imagine_http_send (&client->http, msg, cancellable, error);
+  remaining = soup_message_headers_get_one (hdrs, "X-RateLimit-Remaining");
+  grok_imagine_rate_limit_answered (client->rate, ticket,
+      stream ? soup_message_get_status (msg) : 0, remaining,
+      soup_message_headers_get_one (hdrs, "X-RateLimit-Reset"),
+      soup_message_headers_get_one (hdrs, "Retry-After"));
+  if (stream && remaining && g_ascii_isdigit (*remaining))
+    client->rate_remaining = g_ascii_strtoll (remaining, NULL, 10);
+  return stream;
+}
+
 /* One API request with the key; the body of a 2xx answer. Redirects are
  * followed within the base URL's origin only: the key goes nowhere else. */
 static GBytes *
 call_api_once (GrokImagineClient * client, const gchar * method,
-    const gchar * path_and_query, GBytes * json, GCancellable * cancellable,
-    guint * http_status, GError ** error)
+    const gchar * path_and_query, GBytes * json, gint64 deadline,
+    GCancellable * cancellable, guint * http_status, GError ** error)
 {
   g_autofree gchar *url = g_strconcat (client->base_url, path_and_query, NULL);
   g_autoptr (SoupMessage) msg = NULL;
@@ -398,7 +454,7 @@ call_api_once (GrokImagineClient * client, const gchar * method,
           json);
 
     g_clear_object (&stream);
-    stream = grok_imagine_http_send (&client->http, msg, cancellable, error);
+    stream = send_within_budget (client, msg, deadline, cancellable, error);
     if (stream == NULL)
       return NULL;
     status = *http_status = soup_message_get_status (msg);
@@ -458,8 +514,8 @@ call_api (GrokImagineClient * client, const gchar * method,
 
     if (!honour_rate_limit (client, deadline, cancellable, error))
       return NULL;
-    body = call_api_once (client, method, path_and_query, json, cancellable,
-        http_status, error);
+    body = call_api_once (client, method, path_and_query, json, deadline,
+        cancellable, http_status, error);
     if (body)
       return body;
 

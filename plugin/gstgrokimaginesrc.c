@@ -107,6 +107,7 @@ enum
   PROP_TLS_DATABASE,
   PROP_CACHE_DIR,
   PROP_REFRESH,
+  PROP_RATE_LIMIT,
   N_PROPS
 };
 
@@ -124,6 +125,7 @@ enum
 #define DEFAULT_REQUEST_TIMEOUT 30
 #define DEFAULT_SSL_STRICT TRUE
 #define DEFAULT_REFRESH FALSE
+#define DEFAULT_RATE_LIMIT 0
 #define DEFAULT_BLOCKSIZE (256 * 1024)
 
 static GParamSpec *properties[N_PROPS];
@@ -146,6 +148,7 @@ typedef struct
   GTlsDatabase *tls_database;
   gchar *cache_dir;
   gboolean refresh;
+  guint rate_limit;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -413,12 +416,16 @@ static void
 post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
     const gchar * status, const GrokImagineStatus * st)
 {
+  gint64 remaining = grok_imagine_client_get_rate_remaining (self->client);
   GstStructure *s = gst_structure_new ("grokimagine-task",
       "task-id", G_TYPE_STRING, task_id,
       "status", G_TYPE_STRING, status,
       "api", G_TYPE_STRING, grok_imagine_api_get_nick (self->run.req.api),
       NULL);
 
+  if (remaining >= 0)
+    gst_structure_set (s, "rate-limit-remaining", G_TYPE_INT64, remaining,
+        NULL);
   if (st) {
     gst_structure_set (s, "raw-status", G_TYPE_STRING, st->raw_status, NULL);
     if (st->state != GROK_IMAGINE_STATE_PENDING && st->consumed_credits >= 0)
@@ -888,7 +895,12 @@ on_wait (GrokImagineWaitReason reason, gint64 wait_us, const GError * cause,
   GstGrokImagineSrc *self = user_data;
   gdouble secs = wait_us / (gdouble) G_TIME_SPAN_SECOND;
 
-  if (reason == GROK_IMAGINE_WAIT_RATE_LIMIT)
+  if (reason == GROK_IMAGINE_WAIT_PACED) {
+    if (wait_us > self->run.poll_interval * G_TIME_SPAN_MILLISECOND)
+      post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "generate", -1,
+          "Task %s: polling every %.*f s to stay within the key's rate "
+          "limit", self->run.task_id, secs < 10 ? 1 : 0, secs);
+  } else if (reason == GROK_IMAGINE_WAIT_RATE_LIMIT)
     GST_ELEMENT_WARNING (self, RESOURCE, BUSY, ("Rate limited by the API: "
             "waiting %.1f s before the next request.", secs), (NULL));
   else
@@ -921,6 +933,7 @@ setup_http (GstGrokImagineSrc * self)
     soup_session_set_tls_database (self->http.session, db);
   self->http.ssl_strict = self->run.ssl_strict;
   self->http.retries = self->run.retries;
+  self->http.rate_limit = self->run.rate_limit;
   self->http.notify = on_wait;
   self->http.notify_data = self;
   return TRUE;
@@ -1546,6 +1559,9 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     case PROP_REFRESH:
       s->refresh = g_value_get_boolean (value);
       break;
+    case PROP_RATE_LIMIT:
+      s->rate_limit = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1635,6 +1651,9 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_REFRESH:
       g_value_set_boolean (value, s->refresh);
       break;
+    case PROP_RATE_LIMIT:
+      g_value_set_uint (value, s->rate_limit);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1672,6 +1691,7 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->retries = DEFAULT_RETRIES;
   s->request_timeout = DEFAULT_REQUEST_TIMEOUT;
   s->ssl_strict = DEFAULT_SSL_STRICT;
+  s->rate_limit = DEFAULT_RATE_LIMIT;
 
   self->download_percent = -1;
   self->cache_fd = -1;
@@ -1768,6 +1788,11 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
   properties[PROP_REFRESH] = g_param_spec_boolean ("refresh", "Refresh",
       "Generate anew (a new, paid job) even when this request already has a "
       "task or a stored result", DEFAULT_REFRESH, rw);
+  properties[PROP_RATE_LIMIT] = g_param_spec_uint ("rate-limit",
+      "Rate limit", "API requests per minute that all elements of the "
+      "process using the same API and key may send together; 0 = pace by "
+      "the API's X-RateLimit headers alone", 0, 1000000, DEFAULT_RATE_LIMIT,
+      rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
