@@ -5,9 +5,10 @@
  * The budget of a key: every answer says how many requests the key has left
  * (X-RateLimit-Remaining) until its window resets (X-RateLimit-Reset). The
  * limiter spends what is left evenly until the reset, allowing a burst of at
- * most a tenth of it, and keeps back what other processes on the key use:
- * their share shows as Remaining falling faster than this process's own
- * requests explain. Until an answer has told where the key stands (at the
+ * most a tenth of it. Other processes on the key show as Remaining falling
+ * faster than this process's own requests explain: the process then spends
+ * only its own share of what is left, and nothing of a last request or two
+ * that belong to the others. Until an answer has told where the key stands (at the
  * start, and after each reset) one request is in flight at a time.
  *
  * Callers queue in two lines: submits (the paid POST) go first, polls after
@@ -22,10 +23,8 @@
 
 /* A burst spends at most this fraction (1/N) of what is left */
 #define BURST_DIVISOR 10
-/* However busy the others, this process keeps 1/N of what is left */
-#define SHARE_FLOOR_DIVISOR 16
-/* Weight, in time, of the last window's estimate of the others' pace */
-#define PRIOR_US (5 * G_TIME_SPAN_SECOND)
+/* Weight, in requests, of the last window's share in this one's */
+#define PRIOR_REQUESTS 2
 /* Reset times closer than this belong to the same window */
 #define SAME_WINDOW_US (1500 * G_TIME_SPAN_MILLISECOND)
 
@@ -55,9 +54,10 @@ struct _GrokImagineRateLimit
   guint64 known_ticket;         /* the request that answer belongs to */
 
   /* other users of the key */
-  gint64 window_start;
-  gint64 others;                /* their requests seen in this window */
-  gdouble prior_rate;           /* their pace in the last window, per µs */
+  gboolean window_seen;
+  gint64 own;                   /* our requests counted in this window */
+  gint64 others;                /* theirs */
+  gdouble prior_share;          /* our share of the key in the last window */
 };
 
 G_LOCK_DEFINE_STATIC (limiters);
@@ -85,6 +85,7 @@ grok_imagine_rate_limit_get (const gchar * origin, const gchar * api_key,
     rl->id = g_strdup (id);
     g_mutex_init (&rl->lock);
     rl->caps = g_array_new (FALSE, FALSE, sizeof (guint));
+    rl->prior_share = 1;
     g_queue_init (&rl->submits);
     g_queue_init (&rl->polls);
     g_hash_table_insert (limiters, rl->id, rl);
@@ -136,25 +137,35 @@ hand_cap (GrokImagineRateLimit * rl)
   return cap;
 }
 
-/* Requests per µs that others spend on the key */
+/* The part of the key's use that is ours, from this window's counts and
+ * the last window's share */
 static gdouble
-others_rate (GrokImagineRateLimit * rl, gint64 now)
+own_share (GrokImagineRateLimit * rl)
 {
-  gint64 elapsed = MAX (now - rl->window_start, 0);
-
-  return (rl->others + rl->prior_rate * PRIOR_US) / (gdouble) (elapsed +
-      PRIOR_US);
+  return (rl->own + rl->prior_share * PRIOR_REQUESTS) / (rl->own +
+      rl->others + PRIOR_REQUESTS);
 }
 
 gdouble
-grok_imagine_rate_limit_get_others_rate (GrokImagineRateLimit * rl)
+grok_imagine_rate_limit_get_share (GrokImagineRateLimit * rl)
 {
-  gdouble rate;
+  gdouble share;
 
   g_mutex_lock (&rl->lock);
-  rate = others_rate (rl, g_get_monotonic_time ()) * G_TIME_SPAN_SECOND;
+  share = own_share (rl);
   g_mutex_unlock (&rl->lock);
-  return rate;
+  return share;
+}
+
+guint
+grok_imagine_rate_limit_get_waiting (GrokImagineRateLimit * rl)
+{
+  guint n;
+
+  g_mutex_lock (&rl->lock);
+  n = rl->submits.length + rl->polls.length;
+  g_mutex_unlock (&rl->lock);
+  return n;
 }
 
 /* The earliest time the next request may go (G_MAXINT64: after an answer),
@@ -177,11 +188,9 @@ next_slot (GrokImagineRateLimit * rl, gint64 now, gint64 * spacing)
     gdouble budget = rl->remaining - (gdouble) rl->in_flight;
     gdouble share;
 
-    if (budget < 1)
+    share = budget * own_share (rl);
+    if (share < 1)
       return rl->reset_at;
-    share = budget - others_rate (rl, now) * left;
-    share = MAX (share, budget / SHARE_FLOOR_DIVISOR);
-    share = MAX (share, 1);
     *spacing = left / share;
     /* a burst of a tenth of the share runs ahead of the even pace */
     at = rl->tat - (gint64) (*spacing * (share / BURST_DIVISOR));
@@ -298,11 +307,12 @@ parse_until (const gchar * value)
 /* The first answer of a window: what others did in the last one becomes the
  * prior for this one */
 static void
-start_window (GrokImagineRateLimit * rl, gint64 now)
+start_window (GrokImagineRateLimit * rl)
 {
-  if (rl->window_start > 0)
-    rl->prior_rate = others_rate (rl, now);
-  rl->window_start = now;
+  if (rl->window_seen)
+    rl->prior_share = own_share (rl);
+  rl->window_seen = TRUE;
+  rl->own = 1;
   rl->others = 0;
   rl->tat = 0;
 }
@@ -327,7 +337,7 @@ grok_imagine_rate_limit_answered (GrokImagineRateLimit * rl, guint64 ticket,
     if (wait < 0)
       wait = until >= 0 ? until : G_TIME_SPAN_SECOND;
     if (!rl->known)
-      start_window (rl, now);
+      start_window (rl);
     rl->unmetered = FALSE;
     rl->known = TRUE;
     rl->remaining = 0;
@@ -342,7 +352,7 @@ grok_imagine_rate_limit_answered (GrokImagineRateLimit * rl, guint64 ticket,
 
     rl->unmetered = FALSE;
     if (!rl->known || reset_at > rl->reset_at + SAME_WINDOW_US) {
-      start_window (rl, now);
+      start_window (rl);
       rl->known = TRUE;
       rl->remaining = left;
       rl->reset_at = reset_at;
@@ -354,6 +364,7 @@ grok_imagine_rate_limit_answered (GrokImagineRateLimit * rl, guint64 ticket,
       gint64 own = ticket - rl->known_ticket;
       gint64 drop = rl->remaining - left;
 
+      rl->own += own;
       if (drop > own)
         rl->others += drop - own;
       rl->remaining = left;

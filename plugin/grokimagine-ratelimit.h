@@ -44,8 +44,11 @@ void grok_imagine_rate_limit_answered (GrokImagineRateLimit * rl,
     guint64 ticket, guint status, const gchar * remaining,
     const gchar * reset, const gchar * retry_after);
 
-/* What the process believes about the key's use by others, in requests per
- * second (for logs and tests). */
-gdouble grok_imagine_rate_limit_get_others_rate (GrokImagineRateLimit * rl);
+/* The part of the key's use the process believes is its own, 0 to 1 (for
+ * logs and tests) */
+gdouble grok_imagine_rate_limit_get_share (GrokImagineRateLimit * rl);
+
+/* How many callers wait for a slot (for tests) */
+guint grok_imagine_rate_limit_get_waiting (GrokImagineRateLimit * rl);
 
 G_END_DECLS
