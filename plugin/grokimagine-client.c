@@ -23,6 +23,7 @@ struct _GrokImagineClient
   GrokImagineRateLimit *rate;   /* the budget shared by the key's clients */
   gint64 last_poll;             /* monotonic µs, 0 before the first */
   gint64 rate_remaining;        /* -1 until an answer says */
+  gchar *session_key;           /* of the shared session in http */
 };
 
 /* --- waits ---------------------------------------------------------------- */
@@ -209,6 +210,74 @@ grok_imagine_http_retry (const GrokImagineHttp * http, gboolean idempotent,
 
 /* --- the API client ------------------------------------------------------- */
 
+/* All clients of a process that talk to the same API with the same key and
+ * session settings share one session, so that a thousand jobs share a pool
+ * of connections instead of holding one each. The result downloads keep
+ * the caller's session. */
+#define API_MAX_CONNS 64
+
+typedef struct
+{
+  SoupSession *session;
+  guint users;
+} SharedSession;
+
+G_LOCK_DEFINE_STATIC (sessions);
+static GHashTable *sessions;    /* gchar * -> SharedSession */
+
+static gchar *
+shared_session_key (const GrokImagineHttp * http, GrokImagineRateLimit * rl)
+{
+  SoupSession *own = http->session;
+
+  return g_strdup_printf ("%s %u %d %p %s", grok_imagine_rate_limit_get_id
+      (rl), soup_session_get_timeout (own), http->ssl_strict,
+      (gpointer) soup_session_get_tls_database (own),
+      soup_session_get_user_agent (own));
+}
+
+static SoupSession *
+shared_session_get (const GrokImagineHttp * http, const gchar * key)
+{
+  SharedSession *shared;
+
+  G_LOCK (sessions);
+  if (sessions == NULL)
+    sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  shared = g_hash_table_lookup (sessions, key);
+  if (shared == NULL) {
+    SoupSession *own = http->session;
+    GTlsDatabase *db = soup_session_get_tls_database (own);
+
+    shared = g_new0 (SharedSession, 1);
+    shared->session = soup_session_new_with_options ("user-agent",
+        soup_session_get_user_agent (own), "timeout",
+        soup_session_get_timeout (own), "max-conns", API_MAX_CONNS,
+        "max-conns-per-host", API_MAX_CONNS, NULL);
+    if (db)
+      soup_session_set_tls_database (shared->session, db);
+    g_hash_table_insert (sessions, g_strdup (key), shared);
+  }
+  shared->users++;
+  G_UNLOCK (sessions);
+  return g_object_ref (shared->session);
+}
+
+static void
+shared_session_release (const gchar * key)
+{
+  SharedSession *shared;
+
+  G_LOCK (sessions);
+  shared = g_hash_table_lookup (sessions, key);
+  if (shared && --shared->users == 0) {
+    g_hash_table_remove (sessions, key);
+    g_object_unref (shared->session);
+    g_free (shared);
+  }
+  G_UNLOCK (sessions);
+}
+
 GrokImagineClient *
 grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
     const gchar * base_url, const gchar * api_key, GError ** error)
@@ -232,7 +301,6 @@ grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
 
   client = g_new0 (GrokImagineClient, 1);
   client->http = *http;
-  g_object_ref (client->http.session);
   client->api = api;
   client->base_url = g_strdup (base_url);
   g_strchomp (client->base_url);
@@ -246,6 +314,8 @@ grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
   origin = g_ascii_strdown (tmp, -1);
   client->rate = grok_imagine_rate_limit_get (origin, api_key,
       http->rate_limit);
+  client->session_key = shared_session_key (http, client->rate);
+  client->http.session = shared_session_get (http, client->session_key);
   client->rate_remaining = -1;
   return client;
 }
@@ -256,6 +326,8 @@ grok_imagine_client_free (GrokImagineClient * client)
   if (client == NULL)
     return;
   g_object_unref (client->http.session);
+  shared_session_release (client->session_key);
+  g_free (client->session_key);
   grok_imagine_rate_limit_release (client->rate, client->http.rate_limit);
   g_free (client->base_url);
   g_free (client->host);

@@ -21,8 +21,11 @@
 
 #include <stdlib.h>
 
-/* A burst spends at most this fraction (1/N) of what is left */
+/* A burst spends at most this fraction (1/N) of what is left; a process
+ * that has seen nobody else on the key for a while may run further ahead */
 #define BURST_DIVISOR 10
+#define ALONE_BURST_DIVISOR 4
+#define ALONE_AFTER 10
 /* Weight, in requests, of the last window's share in this one's */
 #define PRIOR_REQUESTS 2
 /* Reset times closer than this belong to the same window */
@@ -45,6 +48,7 @@ struct _GrokImagineRateLimit
   guint64 last_ticket;
   gint64 last_grant;            /* monotonic µs */
   gint64 tat;                   /* the even pace's time for the next request */
+  gint64 poll_tat;              /* the same for polls, which never burst */
 
   /* where the key stands, from the freshest answer */
   gboolean unmetered;           /* the answers carry no rate-limit headers */
@@ -56,7 +60,8 @@ struct _GrokImagineRateLimit
   /* other users of the key */
   gboolean window_seen;
   gint64 own;                   /* our requests counted in this window */
-  gint64 others;                /* theirs */
+  gint64 others;                /* theirs; requests that reach the server
+                                 * out of order can make it negative */
   gdouble prior_share;          /* our share of the key in the last window */
 };
 
@@ -143,7 +148,7 @@ static gdouble
 own_share (GrokImagineRateLimit * rl)
 {
   return (rl->own + rl->prior_share * PRIOR_REQUESTS) / (rl->own +
-      rl->others + PRIOR_REQUESTS);
+      MAX (rl->others, 0) + PRIOR_REQUESTS);
 }
 
 gdouble
@@ -155,6 +160,12 @@ grok_imagine_rate_limit_get_share (GrokImagineRateLimit * rl)
   share = own_share (rl);
   g_mutex_unlock (&rl->lock);
   return share;
+}
+
+const gchar *
+grok_imagine_rate_limit_get_id (GrokImagineRateLimit * rl)
+{
+  return rl->id;
 }
 
 guint
@@ -171,7 +182,8 @@ grok_imagine_rate_limit_get_waiting (GrokImagineRateLimit * rl)
 /* The earliest time the next request may go (G_MAXINT64: after an answer),
  * and the pace's spacing it would take up */
 static gint64
-next_slot (GrokImagineRateLimit * rl, gint64 now, gint64 * spacing)
+next_slot (GrokImagineRateLimit * rl, GrokImagineRateKind kind, gint64 now,
+    gint64 * spacing)
 {
   guint cap = hand_cap (rl);
   gint64 at = now;
@@ -186,14 +198,18 @@ next_slot (GrokImagineRateLimit * rl, gint64 now, gint64 * spacing)
   } else if (!rl->unmetered) {
     gint64 left = rl->reset_at - now;
     gdouble budget = rl->remaining - (gdouble) rl->in_flight;
-    gdouble share;
+    gdouble share, burst;
 
     share = budget * own_share (rl);
     if (share < 1)
       return rl->reset_at;
     *spacing = left / share;
-    /* a burst of a tenth of the share runs ahead of the even pace */
-    at = rl->tat - (gint64) (*spacing * (share / BURST_DIVISOR));
+    /* a burst of a part of the share runs ahead of the even pace */
+    burst = share / (rl->others <= 0 && rl->own >= ALONE_AFTER ?
+        ALONE_BURST_DIVISOR : BURST_DIVISOR);
+    at = rl->tat - (gint64) (*spacing * burst);
+    if (kind == GROK_IMAGINE_RATE_POLL)
+      at = MAX (at, rl->poll_tat);
   }
   if (cap > 0)
     at = MAX (at, rl->last_grant + 60 * G_TIME_SPAN_SECOND / cap);
@@ -246,11 +262,13 @@ grok_imagine_rate_limit_acquire (GrokImagineRateLimit * rl,
 
     if (g_queue_peek_head (line) == &me && (kind == GROK_IMAGINE_RATE_SUBMIT
             || g_queue_is_empty (&rl->submits)))
-      at = next_slot (rl, now, &spacing);
+      at = next_slot (rl, kind, now, &spacing);
     if (at <= now) {
       rl->in_flight++;
       *ticket = ++rl->last_ticket;
       rl->tat = MAX (rl->tat, now) + spacing;
+      if (kind == GROK_IMAGINE_RATE_POLL)
+        rl->poll_tat = MAX (rl->poll_tat, now) + spacing;
       rl->last_grant = now;
       granted = TRUE;
       break;
@@ -314,7 +332,7 @@ start_window (GrokImagineRateLimit * rl)
   rl->window_seen = TRUE;
   rl->own = 1;
   rl->others = 0;
-  rl->tat = 0;
+  rl->tat = rl->poll_tat = 0;
 }
 
 void
@@ -360,13 +378,12 @@ grok_imagine_rate_limit_answered (GrokImagineRateLimit * rl, guint64 ticket,
     } else if (ticket > rl->known_ticket
         && reset_at > rl->reset_at - SAME_WINDOW_US) {
       /* the same window, a fresher answer: what our own requests since the
-       * last one do not explain, others spent */
+       * last one do not explain, others spent. Ours that reached the server
+       * out of order even out over the next answers. */
       gint64 own = ticket - rl->known_ticket;
-      gint64 drop = rl->remaining - left;
 
       rl->own += own;
-      if (drop > own)
-        rl->others += drop - own;
+      rl->others += rl->remaining - left - own;
       rl->remaining = left;
       rl->known_ticket = ticket;
     }

@@ -48,6 +48,9 @@ void grok_imagine_rate_limit_answered (GrokImagineRateLimit * rl,
  * logs and tests) */
 gdouble grok_imagine_rate_limit_get_share (GrokImagineRateLimit * rl);
 
+/* A hex SHA-256 of origin and key: names the key without showing it */
+const gchar *grok_imagine_rate_limit_get_id (GrokImagineRateLimit * rl);
+
 /* How many callers wait for a slot (for tests) */
 guint grok_imagine_rate_limit_get_waiting (GrokImagineRateLimit * rl);
 

@@ -55,14 +55,19 @@ GST_START_TEST (test_one_request_until_first_answer)
   fail_unless (times_out (rl, GROK_IMAGINE_RATE_POLL));
   fail_unless (times_out (rl, GROK_IMAGINE_RATE_SUBMIT));
 
-  /* 50 left for a minute: a burst of a tenth goes at once */
+  /* 50 left for a minute: a burst of a tenth of submits goes at once */
   grok_imagine_rate_limit_answered (rl, probe, 200, "50", "60", NULL);
   for (i = 0; i < 4; i++) {
-    t = take (rl, GROK_IMAGINE_RATE_POLL, soon (), &waited, NULL);
+    t = take (rl, GROK_IMAGINE_RATE_SUBMIT, soon (), &waited, NULL);
     fail_unless (t > 0);
     fail_unless_equals_int64 (waited, 0);
     grok_imagine_rate_limit_answered (rl, t, 200, NULL, NULL, NULL);
   }
+  /* polls never burst: one, then the next 1.2 s later */
+  t = take (rl, GROK_IMAGINE_RATE_POLL, soon (), &waited, NULL);
+  fail_unless (t > 0);
+  grok_imagine_rate_limit_answered (rl, t, 200, NULL, NULL, NULL);
+  fail_unless (times_out (rl, GROK_IMAGINE_RATE_POLL));
   grok_imagine_rate_limit_release (rl, 0);
 }
 
@@ -198,13 +203,13 @@ GST_START_TEST (test_others_on_the_key_are_seen)
   GrokImagineRateLimit *rl = grok_imagine_rate_limit_get (ORIGIN, "key-g", 0);
   guint64 t;
 
-  t = take (rl, GROK_IMAGINE_RATE_POLL, soon (), NULL, NULL);
+  t = take (rl, GROK_IMAGINE_RATE_SUBMIT, soon (), NULL, NULL);
   grok_imagine_rate_limit_answered (rl, t, 200, "100", "60", NULL);
-  t = take (rl, GROK_IMAGINE_RATE_POLL, soon (), NULL, NULL);
+  t = take (rl, GROK_IMAGINE_RATE_SUBMIT, soon (), NULL, NULL);
   grok_imagine_rate_limit_answered (rl, t, 200, "99", "60", NULL);
   /* our own request explains the drop */
   fail_unless (grok_imagine_rate_limit_get_share (rl) == 1);
-  t = take (rl, GROK_IMAGINE_RATE_POLL, soon (), NULL, NULL);
+  t = take (rl, GROK_IMAGINE_RATE_SUBMIT, soon (), NULL, NULL);
   grok_imagine_rate_limit_answered (rl, t, 200, "80", "60", NULL);
   /* one request of ours, 19 gone: others use the key */
   fail_unless (grok_imagine_rate_limit_get_share (rl) < 0.5);

@@ -2225,11 +2225,21 @@ listen_local (gint port, SoupServerCallback callback, GTlsCertificate * tls,
   g_autoptr (GInetAddress) lo = g_inet_address_new_loopback
       (G_SOCKET_FAMILY_IPV4);
   g_autoptr (GSocketAddress) addr = g_inet_socket_address_new (lo, port);
+  g_autoptr (GSocket) sock = g_socket_new (G_SOCKET_FAMILY_IPV4,
+      G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, error);
   GSList *uris;
 
-  soup_server_add_handler (server, NULL, callback, NULL, NULL);
-  if (!soup_server_listen (server, addr, tls ? SOUP_SERVER_LISTEN_HTTPS : 0,
+  /* GSocketListener's backlog of 10 resets connections when a thousand
+   * clients connect at once; a real API takes them */
+  if (sock == NULL)
+    return NULL;
+  g_socket_set_listen_backlog (sock, 4096);
+  if (!g_socket_bind (sock, addr, TRUE, error) || !g_socket_listen (sock,
           error))
+    return NULL;
+  soup_server_add_handler (server, NULL, callback, NULL, NULL);
+  if (!soup_server_listen_socket (server, sock, tls ?
+          SOUP_SERVER_LISTEN_HTTPS : 0, error))
     return NULL;
   uris = soup_server_get_uris (server);
   *base = g_strdup_printf ("%s://127.0.0.1:%d", tls ? "https" : "http",
