@@ -164,7 +164,8 @@ static const FaultSpec fault_specs[N_FAULTS] = {
   [F_EMPTY_RESULTS] = SPEC_BOOL ("empty_results", "empty-results", FALSE,
       "Completed tasks have no result URLs"),
   [F_RATE_LIMIT] = SPEC_INT ("rate_limit", "rate-limit", 1, G_MAXINT, 1000,
-      FALSE, "N", "API requests per window per key, CDN requests per window (default 1000)"),
+      FALSE, "N", "API requests per window per key, and CDN requests per "
+      "window (default 1000)"),
   [F_RATE_WINDOW] = SPEC_INT ("rate_window_ms", "rate-window", 1, G_MAXINT,
       60000, FALSE, "MS", "Length of the rate limit window (default 60000)"),
   [F_RATELIMIT_REMAINING_ZERO] = SPEC_BOOL ("ratelimit_remaining_zero",
