@@ -19,8 +19,9 @@
  *       N pipelines grokimaginesrc ! fakesink in this one process, all
  *       running at once; reports completions, failures, peak RSS, threads,
  *       CPU time and, with --connections, the most TCP connections open to
- *       the API at once (sampled: it costs CPU time). --no-warm-up skips the warm-up job (for runs that share a limited
- *       key: bench/run sets the simulator up beforehand).
+ *       the API at once (sampled: it costs CPU time). --no-warm-up skips
+ *       the warm-up job (for runs that share a limited key: bench/run sets
+ *       the simulator up beforehand); --props adds element properties.
  *
  * The API key comes from GROK_IMAGINE_API_KEY, which the element reads. Times
  * are CLOCK_MONOTONIC microseconds (g_get_monotonic_time), the clock Python's

@@ -4,12 +4,14 @@
  *
  * The budget of a key: every answer says how many requests the key has left
  * (X-RateLimit-Remaining) until its window resets (X-RateLimit-Reset). The
- * limiter spends what is left evenly until the reset, allowing a burst of at
- * most a tenth of it. Other processes on the key show as Remaining falling
- * faster than this process's own requests explain: the process then spends
- * only its own share of what is left, and nothing of a last request or two
- * that belong to the others. Until an answer has told where the key stands (at the
- * start, and after each reset) one request is in flight at a time.
+ * limiter spends what is left evenly until the reset. Submits may run ahead
+ * of that pace by a burst of a tenth of it (a quarter once the process has
+ * seen nobody else on the key); polls never burst. Other processes on the
+ * key show as Remaining falling faster than this process's own requests
+ * explain: the process then spends only its own share of what is left, and
+ * nothing of a last request or two that belong to the others. Until an
+ * answer has told where the key stands (at the start, and after each reset)
+ * one request is in flight at a time.
  *
  * Callers queue in two lines: submits (the paid POST) go first, polls after
  * them, each line in order of arrival. A job that polls again joins the back

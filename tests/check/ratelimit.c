@@ -9,7 +9,7 @@
 
 #define ORIGIN "http://127.0.0.1:9"
 
-/* --- the limiter ------------------------------------------------------------ */
+/* --- the limiter ---------------------------------------------------------- */
 
 static gint64
 soon (void)
@@ -223,7 +223,7 @@ GST_START_TEST (test_others_on_the_key_are_seen)
 
 GST_END_TEST;
 
-/* --- many elements on one limited key ---------------------------------------- */
+/* --- many elements on one limited key ------------------------------------- */
 
 /* @n sources on the simulator's key with @props, each into a fakesink */
 static gchar *
@@ -327,7 +327,7 @@ GST_START_TEST (test_stretched_polling_is_announced)
 
 GST_END_TEST;
 
-/* --- processes sharing a key -------------------------------------------------- */
+/* --- processes sharing a key ---------------------------------------------- */
 
 static GSubprocess *
 spawn_sources (guint n, GError ** error)
