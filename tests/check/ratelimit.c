@@ -327,6 +327,37 @@ GST_START_TEST (test_stretched_polling_is_announced)
 
 GST_END_TEST;
 
+GST_START_TEST (test_simulator_limits_each_key)
+{
+  g_autofree gchar *url = g_strdup_printf ("%s/v1/status?task_id=x",
+      sim_api_url (sim));
+  g_autoptr (SoupSession) session = soup_session_new ();
+  guint i;
+
+  /* requests without the key do not spend the key's window */
+  fail_unless (sim_set_faults (sim, "{\"rate_limit\": 4, "
+          "\"rate_window_ms\": 60000}"));
+  for (i = 0; i < 7; i++) {
+    g_autoptr (SoupMessage) msg = soup_message_new ("GET", url);
+    g_autoptr (GBytes) body = NULL;
+    const gchar *left;
+
+    if (i == 6)
+      soup_message_headers_replace (soup_message_get_request_headers (msg),
+          "Authorization", "Bearer " SIM_KEY);
+    body = soup_session_send_and_read (session, msg, NULL, NULL);
+    fail_unless (body != NULL);
+    /* every answer, errors too, says where its key stands */
+    left = soup_message_headers_get_one (soup_message_get_response_headers
+        (msg), "X-RateLimit-Remaining");
+    fail_unless (left != NULL);
+    if (i == 6)
+      fail_unless_equals_string (left, "3");
+  }
+}
+
+GST_END_TEST;
+
 /* --- processes sharing a key ---------------------------------------------- */
 
 static GSubprocess *
@@ -429,6 +460,7 @@ ratelimit_suite (void)
   tcase_add_test (tc, test_rate_limit_property_caps_requests);
   tcase_add_test (tc, test_stretched_polling_is_announced);
   tcase_add_test (tc, test_processes_share_a_key);
+  tcase_add_test (tc, test_simulator_limits_each_key);
   return s;
 }
 
