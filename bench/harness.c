@@ -17,8 +17,11 @@
  *       the task's completion to the first buffer at the sink.
  *   harness scale --base-url URL --jobs N --poll-interval MS [--timeout S]
  *       N pipelines grokimaginesrc ! fakesink in this one process, all
- *       running at once; reports completions, failures, peak RSS, threads
- *       and CPU time.
+ *       running at once; reports completions, failures, peak RSS, threads,
+ *       CPU time and, with --connections, the most TCP connections open to
+ *       the API at once (sampled: it costs CPU time). --no-warm-up skips
+ *       the warm-up job (for runs that share a limited key: bench/run sets
+ *       the simulator up beforehand); --props adds element properties.
  *
  * The API key comes from GROK_IMAGINE_API_KEY, which the element reads. Times
  * are CLOCK_MONOTONIC microseconds (g_get_monotonic_time), the clock Python's
@@ -71,6 +74,50 @@ cpu_seconds (void)
   getrusage (RUSAGE_SELF, &ru);
   return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* TCP connections of this process to @port on the loopback (IPv4) */
+static gint
+count_connections (gint port)
+{
+  g_autoptr (GHashTable) inodes = g_hash_table_new_full (g_str_hash,
+      g_str_equal, g_free, NULL);
+  g_autoptr (GDir) dir = g_dir_open ("/proc/self/fd", 0, NULL);
+  g_autofree gchar *tcp = NULL;
+  g_auto (GStrv) lines = NULL;
+  const gchar *name;
+  gint n = 0, i;
+
+  if (dir == NULL || !g_file_get_contents ("/proc/self/net/tcp", &tcp, NULL,
+          NULL))
+    return -1;
+  while ((name = g_dir_read_name (dir))) {
+    g_autofree gchar *path = g_build_filename ("/proc/self/fd", name, NULL);
+    g_autofree gchar *target = g_file_read_link (path, NULL);
+
+    /* "socket:[12345]" */
+    if (target && g_str_has_prefix (target, "socket:["))
+      g_hash_table_add (inodes, g_strndup (target + 8, strlen (target) - 9));
+  }
+  lines = g_strsplit (tcp, "\n", -1);
+  for (i = 1; lines[i]; i++) {
+    /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+    g_auto (GStrv) f = g_strsplit_set (g_strstrip (lines[i]), " ", -1);
+    const gchar *fields[10];
+    gint k = 0, j;
+    const gchar *colon;
+
+    for (j = 0; f[j] && k < 10; j++)
+      if (*f[j])
+        fields[k++] = f[j];
+    if (k < 10 || !(colon = strchr (fields[2], ':')))
+      continue;
+    /* st 01: ESTABLISHED */
+    if (strtol (colon + 1, NULL, 16) == port && g_str_equal (fields[3], "01")
+        && g_hash_table_contains (inodes, fields[9]))
+      n++;
+  }
+  return n;
 }
 
 /* 1,000 pipelines hold a few thousand sockets and eventfds */
@@ -454,9 +501,10 @@ mode_latency (int argc, char **argv)
 static int
 mode_scale (int argc, char **argv)
 {
-  gchar *base_url = NULL, *prompt = NULL;
+  gchar *base_url = NULL, *prompt = NULL, *props = NULL;
   gint jobs = 1000, poll_ms = 1000, timeout_s = 300, ramp_ms = 0;
-  gint job_ms = 0;
+  gint job_ms = 0, api_port, conns, peak_conns = 0;
+  gboolean no_warm_up = FALSE, connections = FALSE;
   g_autoptr (GError) err = NULL;
   GOptionEntry entries[] = {
     {"base-url", 0, 0, G_OPTION_ARG_STRING, &base_url, "Simulator API", "URL"},
@@ -468,6 +516,12 @@ mode_scale (int argc, char **argv)
         "Set the simulator's job duration (after a short warm-up job)", "MS"},
     {"ramp-ms", 0, 0, G_OPTION_ARG_INT, &ramp_ms,
         "Spread the starts evenly over this time", "MS"},
+    {"props", 0, 0, G_OPTION_ARG_STRING, &props,
+        "More properties of grokimaginesrc", "PROPS"},
+    {"no-warm-up", 0, 0, G_OPTION_ARG_NONE, &no_warm_up,
+        "No warm-up job: the simulator is set up already", NULL},
+    {"connections", 0, 0, G_OPTION_ARG_NONE, &connections,
+        "Count the connections to the API", NULL},
     {NULL}
   };
   g_autoptr (GOptionContext) ctx =
@@ -495,16 +549,22 @@ mode_scale (int argc, char **argv)
   raise_fd_limit ();
   qprompt = g_strescape (prompt, NULL);
   desc = g_strdup_printf ("grokimaginesrc base-url=\"%s\" prompt=\"%s\" "
-      "poll-interval=%d ! fakesink name=sink", base_url, qprompt, poll_ms);
+      "poll-interval=%d %s ! fakesink name=sink", base_url, qprompt, poll_ms,
+      props ? props : "");
 
   /* The baseline: one whole job first, so that the plugin, libsoup, the
    * typefinders and GStreamer's own one-time allocations are in place */
-  if (job_ms > 0 && !sim_set_faults (session, base_url,
+  {
+    g_autoptr (GUri) uri = g_uri_parse (base_url, G_URI_FLAGS_NONE, NULL);
+
+    api_port = uri ? g_uri_get_port (uri) : -1;
+  }
+  if (job_ms > 0 && !no_warm_up && !sim_set_faults (session, base_url,
           "{\"job_duration_ms\": 100}", &err)) {
     g_printerr ("harness scale: %s\n", err->message);
     return 1;
   }
-  {
+  if (!no_warm_up) {
     Run warm;
 
     if (!run_setup (&warm, desc, FALSE, &err)) {
@@ -520,7 +580,7 @@ mode_scale (int argc, char **argv)
     }
     run_clear (&warm);
   }
-  if (job_ms > 0) {
+  if (job_ms > 0 && !no_warm_up) {
     g_autofree gchar *faults = g_strdup_printf ("{\"job_duration_ms\": %d}",
         job_ms);
 
@@ -560,6 +620,8 @@ mode_scale (int argc, char **argv)
       peak_rss = MAX (peak_rss, now.rss_kb);
       peak_threads = MAX (peak_threads, now.threads);
     }
+    if (connections && (conns = count_connections (api_port)) > peak_conns)
+      peak_conns = conns;
     if (wait_cpu < 0 && g_get_monotonic_time () >= wait_end) {
       wait_cpu = cpu_seconds () - wait_cpu0;
       wait_s = (g_get_monotonic_time () - t_started) / 1e6;
@@ -598,15 +660,15 @@ mode_scale (int argc, char **argv)
       "\"teardown_s\": %.3f, \"base_rss_kb\": %" G_GINT64_FORMAT ", "
       "\"peak_rss_kb\": %" G_GINT64_FORMAT ", \"peak_threads\": %"
       G_GINT64_FORMAT ", \"base_threads\": %" G_GINT64_FORMAT ", "
-      "\"first_error\": \"%s\"}\n",
+      "\"peak_api_connections\": %d, \"first_error\": \"%s\"}\n",
       completed == jobs ? "true" : "false", jobs, completed, failed,
       unfinished, (t_end - t0) / 1e6, (t_started - t0) / 1e6,
       cpu_end - cpu0, wait_cpu, wait_s, t_clear / 1e6, base.rss_kb,
-      peak_rss, peak_threads, base.threads,
-      escaped);
+      peak_rss, peak_threads, base.threads, peak_conns, escaped);
   fflush (stdout);
   g_free (base_url);
   g_free (prompt);
+  g_free (props);
   return completed == jobs ? 0 : 1;
 }
 

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "grokimagine-client.h"
+#include "grokimagine-ratelimit.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,10 @@ struct _GrokImagineClient
   gint64 not_before;            /* rate limit: no request before this */
   GrokImagineSubmitNotify submit_notify;        /* during a submit */
   gpointer submit_data;
+  GrokImagineRateLimit *rate;   /* the budget shared by the key's clients */
+  gint64 last_poll;             /* monotonic µs, 0 before the first */
+  gint64 rate_remaining;        /* -1 until an answer says */
+  gchar *session_key;           /* of the shared session in http */
 };
 
 /* --- waits ---------------------------------------------------------------- */
@@ -235,11 +240,80 @@ grok_imagine_http_retry (const GrokImagineHttp * http, gboolean idempotent,
 
 /* --- the API client ------------------------------------------------------- */
 
+/* All clients of a process that talk to the same API with the same key and
+ * session settings share one session, so that a thousand jobs share a pool
+ * of connections instead of holding one each. The result downloads keep
+ * the caller's session. */
+#define API_MAX_CONNS 64
+
+typedef struct
+{
+  SoupSession *session;
+  guint users;
+} SharedSession;
+
+G_LOCK_DEFINE_STATIC (sessions);
+static GHashTable *sessions;    /* gchar * -> SharedSession */
+
+static gchar *
+shared_session_key (const GrokImagineHttp * http, GrokImagineRateLimit * rl)
+{
+  SoupSession *own = http->session;
+
+  return g_strdup_printf ("%s %u %d %p %s", grok_imagine_rate_limit_get_id
+      (rl), soup_session_get_timeout (own), http->ssl_strict,
+      (gpointer) soup_session_get_tls_database (own),
+      soup_session_get_user_agent (own));
+}
+
+static SoupSession *
+shared_session_get (const GrokImagineHttp * http, const gchar * key)
+{
+  SharedSession *shared;
+
+  G_LOCK (sessions);
+  if (sessions == NULL)
+    sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  shared = g_hash_table_lookup (sessions, key);
+  if (shared == NULL) {
+    SoupSession *own = http->session;
+    GTlsDatabase *db = soup_session_get_tls_database (own);
+
+    shared = g_new0 (SharedSession, 1);
+    shared->session = soup_session_new_with_options ("user-agent",
+        soup_session_get_user_agent (own), "timeout",
+        soup_session_get_timeout (own), "max-conns", API_MAX_CONNS,
+        "max-conns-per-host", API_MAX_CONNS, NULL);
+    if (db)
+      soup_session_set_tls_database (shared->session, db);
+    g_hash_table_insert (sessions, g_strdup (key), shared);
+  }
+  shared->users++;
+  G_UNLOCK (sessions);
+  return g_object_ref (shared->session);
+}
+
+static void
+shared_session_release (const gchar * key)
+{
+  SharedSession *shared;
+
+  G_LOCK (sessions);
+  shared = g_hash_table_lookup (sessions, key);
+  if (shared && --shared->users == 0) {
+    g_hash_table_remove (sessions, key);
+    g_object_unref (shared->session);
+    g_free (shared);
+  }
+  G_UNLOCK (sessions);
+}
+
 GrokImagineClient *
 grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
     const gchar * base_url, const gchar * api_key, GError ** error)
 {
   g_autoptr (GUri) uri = NULL;
+  g_autofree gchar *origin = NULL, *tmp = NULL;
   GrokImagineClient *client;
   const gchar *scheme;
 
@@ -257,7 +331,6 @@ grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
 
   client = g_new0 (GrokImagineClient, 1);
   client->http = *http;
-  g_object_ref (client->http.session);
   client->api = api;
   client->base_url = g_strdup (base_url);
   g_strchomp (client->base_url);
@@ -267,6 +340,13 @@ grok_imagine_client_new (const GrokImagineHttp * http, GrokImagineApi api,
       g_strdup_printf ("%s:%d", g_uri_get_host (uri), g_uri_get_port (uri)) :
       g_strdup (g_uri_get_host (uri));
   client->authorization = g_strconcat ("Bearer ", api_key, NULL);
+  tmp = g_strdup_printf ("%s://%s", scheme, client->host);
+  origin = g_ascii_strdown (tmp, -1);
+  client->rate = grok_imagine_rate_limit_get (origin, api_key,
+      http->rate_limit);
+  client->session_key = shared_session_key (http, client->rate);
+  client->http.session = shared_session_get (http, client->session_key);
+  client->rate_remaining = -1;
   return client;
 }
 
@@ -276,6 +356,9 @@ grok_imagine_client_free (GrokImagineClient * client)
   if (client == NULL)
     return;
   g_object_unref (client->http.session);
+  shared_session_release (client->session_key);
+  g_free (client->session_key);
+  grok_imagine_rate_limit_release (client->rate, client->http.rate_limit);
   g_free (client->base_url);
   g_free (client->host);
   if (client->authorization)
@@ -294,6 +377,12 @@ const gchar *
 grok_imagine_client_get_base_url (GrokImagineClient * client)
 {
   return client->base_url;
+}
+
+gint64
+grok_imagine_client_get_rate_remaining (GrokImagineClient * client)
+{
+  return client->rate_remaining;
 }
 
 /* Seconds from a header holding either a delay or a unix time */
@@ -442,13 +531,52 @@ submit_answered (SoupMessage * msg, GrokImagineClient * client)
     client->submit_notify (FALSE, client->submit_data);
 }
 
+/* A poll held back at least this long by the key's budget is announced */
+#define PACED_NOTICE (100 * G_TIME_SPAN_MILLISECOND)
+
+/* Sends an API request within the key's budget, then tells the budget what
+ * the answer said of it */
+static GInputStream *
+send_within_budget (GrokImagineClient * client, SoupMessage * msg,
+    gint64 deadline, GCancellable * cancellable, GError ** error)
+{
+  GrokImagineRateKind kind = soup_message_get_method (msg) == SOUP_METHOD_POST
+      ? GROK_IMAGINE_RATE_SUBMIT : GROK_IMAGINE_RATE_POLL;
+  SoupMessageHeaders *hdrs = soup_message_get_response_headers (msg);
+  const gchar *remaining;
+  GInputStream *stream;
+  guint64 ticket;
+  gint64 waited, now;
+
+  if (!grok_imagine_rate_limit_acquire (client->rate, kind, deadline,
+          cancellable, &ticket, &waited, error))
+    return NULL;
+  now = g_get_monotonic_time ();
+  if (kind == GROK_IMAGINE_RATE_POLL) {
+    if (waited >= PACED_NOTICE && client->last_poll > 0 && client->http.notify)
+      client->http.notify (GROK_IMAGINE_WAIT_PACED, now - client->last_poll,
+          NULL, client->http.notify_data);
+    client->last_poll = now;
+  }
+
+  stream = grok_imagine_http_send (&client->http, msg, cancellable, error);
+  remaining = soup_message_headers_get_one (hdrs, "X-RateLimit-Remaining");
+  grok_imagine_rate_limit_answered (client->rate, ticket,
+      stream ? soup_message_get_status (msg) : 0, remaining,
+      soup_message_headers_get_one (hdrs, "X-RateLimit-Reset"),
+      soup_message_headers_get_one (hdrs, "Retry-After"));
+  if (stream && remaining && g_ascii_isdigit (*remaining))
+    client->rate_remaining = g_ascii_strtoll (remaining, NULL, 10);
+  return stream;
+}
+
 /* One API request with the key; the body of a 2xx answer. Redirects are
  * followed within the base URL's origin only: the key goes nowhere else.
  * A POST is never sent again to follow one: the job may exist. */
 static GBytes *
 call_api_once (GrokImagineClient * client, const gchar * method,
-    const gchar * path_and_query, GBytes * json, GCancellable * cancellable,
-    guint * http_status, GError ** error)
+    const gchar * path_and_query, GBytes * json, gint64 deadline,
+    GCancellable * cancellable, guint * http_status, GError ** error)
 {
   g_autofree gchar *url = g_strconcat (client->base_url, path_and_query, NULL);
   g_autoptr (SoupMessage) msg = NULL;
@@ -486,7 +614,7 @@ call_api_once (GrokImagineClient * client, const gchar * method,
     }
 
     g_clear_object (&stream);
-    stream = grok_imagine_http_send (&client->http, msg, cancellable, error);
+    stream = send_within_budget (client, msg, deadline, cancellable, error);
     if (stream == NULL)
       return NULL;
     status = *http_status = soup_message_get_status (msg);
@@ -585,8 +713,8 @@ call_api (GrokImagineClient * client, const gchar * method,
 
     if (!honour_rate_limit (client, deadline, cancellable, error))
       return NULL;
-    body = call_api_once (client, method, path_and_query, json, cancellable,
-        http_status, error);
+    body = call_api_once (client, method, path_and_query, json, deadline,
+        cancellable, http_status, error);
     if (body)
       return body;
 

@@ -16,10 +16,13 @@ typedef enum
 {
   GROK_IMAGINE_WAIT_RETRY,      /* backing off after a transient failure */
   GROK_IMAGINE_WAIT_RATE_LIMIT, /* the API asked us to slow down */
+  GROK_IMAGINE_WAIT_PACED,      /* a poll waited for the key's budget */
 } GrokImagineWaitReason;
 
 /* Called before every wait longer than nothing; @cause is the failure that
- * led to it (NULL for a rate-limit wait announced by a successful answer). */
+ * led to it (NULL for a rate-limit wait announced by a successful answer).
+ * GROK_IMAGINE_WAIT_PACED comes after the wait instead: @wait_us is then
+ * the time since the client's previous poll. */
 typedef void (*GrokImagineWaitNotify) (GrokImagineWaitReason reason,
     gint64 wait_us, const GError * cause, gpointer user_data);
 
@@ -34,6 +37,7 @@ typedef struct
   gint64 outage_limit;          /* µs an idempotent request without a
                                  * deadline of its own keeps retrying
                                  * through an outage; 0: retries bound it */
+  guint rate_limit;             /* API requests per minute per key, 0: learn */
   GrokImagineWaitNotify notify;
   gpointer notify_data;
 } GrokImagineHttp;
@@ -53,6 +57,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineClient, grok_imagine_client_free);
 
 const gchar *grok_imagine_client_get_host (GrokImagineClient * client);
 const gchar *grok_imagine_client_get_base_url (GrokImagineClient * client);
+/* X-RateLimit-Remaining of the last API answer, -1 when none said */
+gint64 grok_imagine_client_get_rate_remaining (GrokImagineClient * client);
 
 /* Called from the submitting thread: with TRUE when the first part of the
  * paid POST has left, with FALSE when an answer (HTTP 4xx) says that the

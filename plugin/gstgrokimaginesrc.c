@@ -122,6 +122,7 @@ enum
   PROP_SHARE_TASKS,
   PROP_MAX_CREDITS,
   PROP_CACHE_MAX_SIZE,
+  PROP_RATE_LIMIT,
   N_PROPS
 };
 
@@ -144,6 +145,7 @@ enum
 #define DEFAULT_CACHE_MAX_SIZE 0
 /* The longest a stop waits for the answer of a POST that has left */
 #define STOP_WAIT_MAX (10 * G_TIME_SPAN_SECOND)
+#define DEFAULT_RATE_LIMIT 0
 #define DEFAULT_BLOCKSIZE (256 * 1024)
 
 static GParamSpec *properties[N_PROPS];
@@ -172,6 +174,7 @@ typedef struct
   gboolean share_tasks;
   guint64 max_credits;
   guint64 cache_max_size;
+  guint rate_limit;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -461,12 +464,16 @@ static void
 post_task_message (GstGrokImagineSrc * self, const gchar * task_id,
     const gchar * status, const GrokImagineStatus * st)
 {
+  gint64 remaining = grok_imagine_client_get_rate_remaining (self->client);
   GstStructure *s = gst_structure_new ("grokimagine-task",
       "task-id", G_TYPE_STRING, task_id,
       "status", G_TYPE_STRING, status,
       "api", G_TYPE_STRING, grok_imagine_api_get_nick (self->run.req.api),
       NULL);
 
+  if (remaining >= 0)
+    gst_structure_set (s, "rate-limit-remaining", G_TYPE_INT64, remaining,
+        NULL);
   if (st) {
     gst_structure_set (s, "raw-status", G_TYPE_STRING, st->raw_status, NULL);
     if (st->state != GROK_IMAGINE_STATE_PENDING && st->consumed_credits >= 0)
@@ -795,7 +802,12 @@ on_wait (GrokImagineWaitReason reason, gint64 wait_us, const GError * cause,
   GstGrokImagineSrc *self = user_data;
   gdouble secs = wait_us / (gdouble) G_TIME_SPAN_SECOND;
 
-  if (reason == GROK_IMAGINE_WAIT_RATE_LIMIT)
+  if (reason == GROK_IMAGINE_WAIT_PACED) {
+    if (wait_us > self->run.poll_interval * G_TIME_SPAN_MILLISECOND)
+      post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "generate", -1,
+          "Task %s: polling every %.*f s to stay within the key's rate "
+          "limit", self->run.task_id, secs < 10 ? 1 : 0, secs);
+  } else if (reason == GROK_IMAGINE_WAIT_RATE_LIMIT)
     GST_ELEMENT_WARNING (self, RESOURCE, BUSY, ("Rate limited by the API: "
             "waiting %.1f s before the next request.", secs), (NULL));
   else
@@ -830,6 +842,7 @@ setup_http (GstGrokImagineSrc * self)
   self->http.retries = self->run.retries;
   /* polls have the job's deadline; a download may wait out as long */
   self->http.outage_limit = self->run.timeout * G_TIME_SPAN_SECOND;
+  self->http.rate_limit = self->run.rate_limit;
   self->http.notify = on_wait;
   self->http.notify_data = self;
   return TRUE;
@@ -1543,6 +1556,9 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     case PROP_CACHE_MAX_SIZE:
       s->cache_max_size = g_value_get_uint64 (value);
       break;
+    case PROP_RATE_LIMIT:
+      s->rate_limit = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1641,6 +1657,9 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_CACHE_MAX_SIZE:
       g_value_set_uint64 (value, s->cache_max_size);
       break;
+    case PROP_RATE_LIMIT:
+      g_value_set_uint (value, s->rate_limit);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1706,6 +1725,7 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->share_tasks = DEFAULT_SHARE_TASKS;
   s->max_credits = DEFAULT_MAX_CREDITS;
   s->cache_max_size = DEFAULT_CACHE_MAX_SIZE;
+  s->rate_limit = DEFAULT_RATE_LIMIT;
 
   self->download_percent = -1;
   self->cache_fd = -1;
@@ -1826,6 +1846,11 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "least recently used stored results are removed (never the task "
       "records; a re-run fetches the result again from its task). 0: no "
       "limit", 0, G_MAXUINT64, DEFAULT_CACHE_MAX_SIZE, rw);
+  properties[PROP_RATE_LIMIT] = g_param_spec_uint ("rate-limit",
+      "Rate limit", "API requests per minute that all elements of the "
+      "process using the same API and key may send together; 0 = pace by "
+      "the API's X-RateLimit headers alone", 0, 1000000, DEFAULT_RATE_LIMIT,
+      rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);

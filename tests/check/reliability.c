@@ -171,7 +171,7 @@ GST_START_TEST (test_rate_limit_waits_for_reset)
   g_autoptr (Run) r = NULL;
 
   fail_unless (sim_set_faults (sim, "{\"rate_limit\": 3, "
-          "\"rate_window_ms\": 1500, \"job_duration_ms\": 600}"));
+          "\"rate_window_ms\": 1500, \"job_duration_ms\": 2000}"));
   r = run_src ("prompt=x", "fakesink");
   assert_ok (r);
   fail_unless (has_warning (r, "Rate limited by the API: waiting"));

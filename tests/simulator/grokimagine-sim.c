@@ -177,7 +177,8 @@ static const FaultSpec fault_specs[N_FAULTS] = {
   [F_EMPTY_RESULTS] = SPEC_BOOL ("empty_results", "empty-results", FALSE,
       "Completed tasks have no result URLs"),
   [F_RATE_LIMIT] = SPEC_INT ("rate_limit", "rate-limit", 1, G_MAXINT, 1000,
-      FALSE, "N", "Requests per window per origin (default 1000)"),
+      FALSE, "N", "API requests per window per key, and CDN requests per "
+      "window (default 1000)"),
   [F_RATE_WINDOW] = SPEC_INT ("rate_window_ms", "rate-window", 1, G_MAXINT,
       60000, FALSE, "MS", "Length of the rate limit window (default 60000)"),
   [F_RATELIMIT_REMAINING_ZERO] = SPEC_BOOL ("ratelimit_remaining_zero",
@@ -230,6 +231,7 @@ typedef struct
   gint64 cdn_auth_headers;
   gint64 api_requests;
   gint64 rate_limited;
+  gint64 rate_window_max;       /* most API requests one key made in a window */
   gint64 cdn2_requests;
   gint64 cdn2_auth_headers;
   gchar *last_range;
@@ -286,7 +288,8 @@ static struct
   gint left[N_FAULTS];          /* hits left of counted faults, -1: all */
   Stats stats;
   gint64 credits;
-  RateWindow api_rate, cdn_rate;
+  GHashTable *api_rates;        /* Authorization value -> RateWindow */
+  RateWindow cdn_rate;
   gchar *cdn_base, *cdn2_base;
   GHashTable *tasks;
   GHashTable *renders;
@@ -394,7 +397,7 @@ sim_reset_state (void)
   g_clear_pointer (&sim.stats.last_range, g_free);
   g_clear_pointer (&sim.stats.last_user_agent, g_free);
   memset (&sim.stats, 0, sizeof (sim.stats));
-  memset (&sim.api_rate, 0, sizeof (sim.api_rate));
+  g_hash_table_remove_all (sim.api_rates);
   memset (&sim.cdn_rate, 0, sizeof (sim.cdn_rate));
   sim.credits = sim.initial_credits;
 }
@@ -969,6 +972,8 @@ rate_limit (RateWindow * w, SoupServerMessage * msg)
     w->count = 0;
   }
   w->count++;
+  if (w != &sim.cdn_rate)
+    sim.stats.rate_window_max = MAX (sim.stats.rate_window_max, w->count);
   set_rate_headers (msg, MAX (0, FAULT (RATE_LIMIT) - w->count), w->reset_at);
   if (w->count <= FAULT (RATE_LIMIT))
     return TRUE;
@@ -978,6 +983,26 @@ rate_limit (RateWindow * w, SoupServerMessage * msg)
   soup_message_headers_replace (soup_server_message_get_response_headers
       (msg), "Retry-After", retry);
   return FALSE;
+}
+
+/* The API's window of the key a request carries: both APIs limit a key, so
+ * requests with another key (or none) do not spend the real key's budget */
+static RateWindow *
+api_window (SoupServerMessage * msg)
+{
+  const gchar *auth =
+      soup_message_headers_get_one (soup_server_message_get_request_headers
+      (msg), "Authorization");
+  RateWindow *w;
+
+  if (auth == NULL)
+    auth = "";
+  w = g_hash_table_lookup (sim.api_rates, auth);
+  if (w == NULL) {
+    w = g_new0 (RateWindow, 1);
+    g_hash_table_insert (sim.api_rates, g_strdup (auth), w);
+  }
+  return w;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1555,7 +1580,7 @@ api_answer (SoupServerMessage * msg)
       ep == EP_GROK5_STATUS ? "GET, POST" : "POST";
   const gchar *kind = generate ? "generate" : "status";
 
-  if (!rate_limit (&sim.api_rate, msg)) {
+  if (!rate_limit (api_window (msg), msg)) {
     reply_error (msg, 429, NULL);
   } else if (ep == EP_NONE) {
     reply_error (msg, 404, "Not found: no such endpoint");
@@ -1751,6 +1776,7 @@ stats_to_json (void)
   ADD_INT ("cdn2_auth_headers", sim.stats.cdn2_auth_headers);
   ADD_INT ("api_requests", sim.stats.api_requests);
   ADD_INT ("rate_limited", sim.stats.rate_limited);
+  ADD_INT ("rate_window_max", sim.stats.rate_window_max);
   ADD_STRING ("last_range", sim.stats.last_range);
   ADD_STRING ("last_user_agent", sim.stats.last_user_agent);
   ADD_INT ("credits", sim.credits);
@@ -2300,11 +2326,21 @@ listen_local (gint port, SoupServerCallback callback, GTlsCertificate * tls,
   g_autoptr (GInetAddress) lo = g_inet_address_new_loopback
       (G_SOCKET_FAMILY_IPV4);
   g_autoptr (GSocketAddress) addr = g_inet_socket_address_new (lo, port);
+  g_autoptr (GSocket) sock = g_socket_new (G_SOCKET_FAMILY_IPV4,
+      G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, error);
   GSList *uris;
 
-  soup_server_add_handler (server, NULL, callback, NULL, NULL);
-  if (!soup_server_listen (server, addr, tls ? SOUP_SERVER_LISTEN_HTTPS : 0,
+  /* GSocketListener's backlog of 10 resets connections when a thousand
+   * clients connect at once; a real API takes them */
+  if (sock == NULL)
+    return NULL;
+  g_socket_set_listen_backlog (sock, 4096);
+  if (!g_socket_bind (sock, addr, TRUE, error) || !g_socket_listen (sock,
           error))
+    return NULL;
+  soup_server_add_handler (server, NULL, callback, NULL, NULL);
+  if (!soup_server_listen_socket (server, sock, tls ?
+          SOUP_SERVER_LISTEN_HTTPS : 0, error))
     return NULL;
   uris = soup_server_get_uris (server);
   *base = g_strdup_printf ("%s://127.0.0.1:%d", tls ? "https" : "http",
@@ -2392,6 +2428,8 @@ main (int argc, char **argv)
   }
 
   sim.tasks = g_hash_table_new (g_str_hash, g_str_equal);
+  sim.api_rates = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+      g_free);
   sim.renders = g_hash_table_new (g_str_hash, g_str_equal);
   sim.pool = g_thread_pool_new (render_thread, NULL,
       MAX (1, (gint) g_get_num_processors ()), FALSE, NULL);
