@@ -9,8 +9,12 @@
  *
  * grokimaginesrc turns a text prompt into a video. It submits a generation
  * job to a Grok Imagine API, follows the job until it ends and streams the
- * resulting file (an MP4, or a PNG for the text-to-image model) downstream,
- * seekable through HTTP Range requests.
+ * resulting file (an MP4, or a PNG for the text-to-image model) downstream.
+ * One download fills a local file (in #GstGrokImagineSrc:cache-dir, or a
+ * temporary file in #GstGrokImagineSrc:download-dir) in the background;
+ * reads are served from it as soon as their bytes are there, so the element
+ * is seekable, in pull and push mode, and posts BUFFERING messages when a
+ * read has to wait for the network.
  *
  * Two APIs are spoken: `grokimagineapi` (the /v1 API, the default) and
  * `grok5imagine` (the /api API, with a choice of model). The key comes from
