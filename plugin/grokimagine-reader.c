@@ -20,6 +20,47 @@
 #define BUFFERING_AFTER (200 * G_TIME_SPAN_MILLISECOND)
 #define BUFFERING_AHEAD (1024 * 1024)
 
+/* A block of the download, kept in memory for a little while after it
+ * went into the file: a read at the download's edge takes its bytes from
+ * here without a copy */
+typedef struct
+{
+  gatomicrefcount ref;
+  guint64 offset;               /* of data[0] in the file */
+  gsize filled;                 /* reader lock; bytes below never change */
+  guint8 data[CHUNK_SIZE];
+} Chunk;
+
+/* How many of the sequential download's last chunks stay in memory */
+#define RECENT_CHUNKS 8
+
+static Chunk *
+chunk_new (guint64 offset)
+{
+  Chunk *c = g_malloc (sizeof (Chunk));
+
+  g_atomic_ref_count_init (&c->ref);
+  c->offset = offset;
+  c->filled = 0;
+  return c;
+}
+
+static Chunk *
+chunk_ref (Chunk * c)
+{
+  g_atomic_ref_count_inc (&c->ref);
+  return c;
+}
+
+static void
+chunk_unref (gpointer data)
+{
+  Chunk *c = data;
+
+  if (g_atomic_ref_count_dec (&c->ref))
+    g_free (c);
+}
+
 typedef struct
 {
   GrokImagineReader *reader;
@@ -46,6 +87,7 @@ struct _GrokImagineReader
   Filler far;                   /* the one extra request, once far_used */
   gboolean far_used;
   gboolean seq_done;
+  GQueue recent;                /* Chunk: the last ones of seq, newest last */
   gboolean complete;
   GError *error;                /* the download failed */
   guint http_status;
@@ -161,15 +203,28 @@ answered (GrokImagineReader * r)
     tell (r, GROK_IMAGINE_READER_SIZE, -1);
 }
 
-/* @n more bytes of @f are in the file; FALSE when @f has done its part */
+/* A new chunk of the sequential download, in the recent ones */
+static void
+keep_recent (GrokImagineReader * r, Chunk * c)
+{
+  g_mutex_lock (&r->lock);
+  g_queue_push_tail (&r->recent, chunk_ref (c));
+  if (g_queue_get_length (&r->recent) > RECENT_CHUNKS)
+    chunk_unref (g_queue_pop_head (&r->recent));
+  g_mutex_unlock (&r->lock);
+}
+
+/* @n more bytes of @f (at the end of @c) are in the file; FALSE when @f
+ * has done its part */
 static gboolean
-advance (GrokImagineReader * r, Filler * f, gsize n)
+advance (GrokImagineReader * r, Filler * f, Chunk * c, gsize n)
 {
   gboolean done = FALSE, complete = FALSE;
   gint percent = -1, level;
 
   g_mutex_lock (&r->lock);
   f->pos += n;
+  c->filled += n;
   if (n == 0) {
     /* the end of the file; without a Content-Length, now its size */
     if (r->size == G_MAXUINT64)
@@ -226,8 +281,8 @@ fill (gpointer data)
 {
   Filler *f = data;
   GrokImagineReader *r = f->reader;
-  g_autofree guint8 *chunk = g_malloc (CHUNK_SIZE);
   g_autoptr (GError) err = NULL;
+  Chunk *c = NULL;
   guint http_status = 0;
   gssize n;
 
@@ -237,15 +292,25 @@ fill (gpointer data)
   if (f == &r->seq)
     answered (r);
   do {
-    n = grok_imagine_fetch_read (f->fetch, chunk, CHUNK_SIZE, FALSE,
-        r->cancellable, &err);
-    if (n < 0 || (n > 0 && !write_at (r, chunk, n, f->pos, &err)))
+    if (c == NULL || c->filled == CHUNK_SIZE) {
+      g_clear_pointer (&c, chunk_unref);
+      c = chunk_new (f->pos);
+      if (f == &r->seq)
+        keep_recent (r, c);
+    }
+    /* only this thread writes beyond c->filled */
+    n = grok_imagine_fetch_read (f->fetch, c->data + c->filled,
+        CHUNK_SIZE - c->filled, FALSE, r->cancellable, &err);
+    if (n < 0 || (n > 0 && !write_at (r, c->data + c->filled, n, f->pos,
+                &err)))
       goto failed;
-  } while (advance (r, f, n));
+  } while (advance (r, f, c, n));
+  g_clear_pointer (&c, chunk_unref);
   grok_imagine_fetch_close (f->fetch);
   return NULL;
 
 failed:
+  g_clear_pointer (&c, chunk_unref);
   grok_imagine_fetch_close (f->fetch);
   give_up (r, err, http_status);
   return NULL;
@@ -309,6 +374,7 @@ grok_imagine_reader_free (GrokImagineReader * r)
   if (!r->keep_complete || !r->complete)
     g_unlink (r->path);
   g_clear_error (&r->error);
+  g_queue_clear_full (&r->recent, chunk_unref);
   g_object_unref (r->cancellable);
   g_mutex_clear (&r->lock);
   g_cond_clear (&r->cond);
@@ -400,11 +466,34 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
   return ret;
 }
 
-gssize
-grok_imagine_reader_read (GrokImagineReader * r, guint64 offset,
-    guint8 * data, gsize len, gboolean fill, GCancellable * cancellable,
-    GError ** error)
+/* The bytes from @offset on, at most @n (!fill: maybe fewer), without a
+ * copy when a recent chunk holds them. Reader lock. */
+static GBytes *
+recent_bytes (GrokImagineReader * r, guint64 offset, gsize n, gboolean fill)
 {
+  GList *l;
+
+  for (l = r->recent.tail; l; l = l->prev) {
+    Chunk *c = l->data;
+    gsize avail;
+
+    if (offset < c->offset || offset >= c->offset + c->filled)
+      continue;
+    avail = c->offset + c->filled - offset;
+    if (avail < n && fill)
+      return NULL;
+    return g_bytes_new_with_free_func (c->data + (offset - c->offset),
+        MIN (avail, n), chunk_unref, chunk_ref (c));
+  }
+  return NULL;
+}
+
+GBytes *
+grok_imagine_reader_read (GrokImagineReader * r, guint64 offset, gsize len,
+    gboolean fill, GCancellable * cancellable, GError ** error)
+{
+  GBytes *bytes;
+  guint8 *data;
   gulong id = 0;
   gssize n;
   gsize got = 0;
@@ -414,10 +503,19 @@ grok_imagine_reader_read (GrokImagineReader * r, guint64 offset,
     id = g_cancellable_connect (cancellable, G_CALLBACK (wake), r, NULL);
   n = wait_for_bytes (r, offset, len, fill, cancellable, error);
   g_cancellable_disconnect (cancellable, id);
-  if (n <= 0)
-    return n;
+  if (n < 0)
+    return NULL;
+  if (n == 0)
+    return g_bytes_new (NULL, 0);
 
-  /* the bytes are there and never change */
+  g_mutex_lock (&r->lock);
+  bytes = recent_bytes (r, offset, n, fill);
+  g_mutex_unlock (&r->lock);
+  if (bytes)
+    return bytes;
+
+  /* from the file: the bytes are there and never change */
+  data = g_malloc (n);
   while (got < (gsize) n) {
     gssize k = pread (r->fd, data + got, n - got, offset + got);
 
@@ -426,13 +524,14 @@ grok_imagine_reader_read (GrokImagineReader * r, guint64 offset,
     if (k <= 0) {
       int e = k < 0 ? errno : EIO;
 
+      g_free (data);
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
           "cannot read the result from '%s': %s", r->path, g_strerror (e));
-      return -1;
+      return NULL;
     }
     got += k;
   }
-  return got;
+  return g_bytes_new_take (data, n);
 }
 
 gboolean

@@ -46,12 +46,11 @@ void grok_imagine_reader_free (GrokImagineReader * reader);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineReader, grok_imagine_reader_free);
 
 /* Bytes [offset, offset + len): waits until they are there, with @fill all
- * of them (up to the end of the result), else at least one. 0 at the end.
- * The wait ends with G_IO_ERROR_CANCELLED when @cancellable is cancelled;
- * the download goes on. */
-gssize grok_imagine_reader_read (GrokImagineReader * reader, guint64 offset,
-    guint8 * data, gsize len, gboolean fill, GCancellable * cancellable,
-    GError ** error);
+ * of them (up to the end of the result), else at least one. Empty at the
+ * end, NULL with @error on failure. The wait ends with G_IO_ERROR_CANCELLED
+ * when @cancellable is cancelled; the download goes on. */
+GBytes *grok_imagine_reader_read (GrokImagineReader * reader, guint64 offset,
+    gsize len, gboolean fill, GCancellable * cancellable, GError ** error);
 
 gboolean grok_imagine_reader_get_size (GrokImagineReader * reader,
     guint64 * size);

@@ -1257,33 +1257,33 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
   g_autoptr (GError) err = NULL;
   GstFlowReturn ret;
   GstBuffer *buf;
-  GstMapInfo map;
-  gssize n;
+  GBytes *bytes;
+  gsize n;
 
   if (self->reader == NULL && (ret = run_job (self)) != GST_FLOW_OK)
     return ret;
   push_pending_tags (self);
 
-  buf = gst_buffer_new_allocate (NULL, length, NULL);
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
   /* Pulling demuxers want every byte they ask for; pushing, we hand on
    * what has arrived */
   cancellable = get_cancellable (self);
-  n = grok_imagine_reader_read (self->reader, offset, map.data, length,
+  bytes = grok_imagine_reader_read (self->reader, offset, length,
       GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, cancellable, &err);
-  gst_buffer_unmap (buf, &map);
-  if (n <= 0) {
+  if (bytes == NULL) {
     g_autofree gchar *doing = g_strdup_printf ("downloading the result of "
         "task %s", self->run.task_id);
 
-    gst_buffer_unref (buf);
-    if (n == 0)
-      return GST_FLOW_EOS;
     return post_error (self, err, grok_imagine_reader_get_http_status
         (self->reader), self->run.task_id, doing);
   }
+  n = g_bytes_get_size (bytes);
+  if (n == 0) {
+    g_bytes_unref (bytes);
+    return GST_FLOW_EOS;
+  }
 
-  gst_buffer_set_size (buf, n);
+  buf = gst_buffer_new_wrapped_bytes (bytes);
+  g_bytes_unref (bytes);
   GST_BUFFER_OFFSET (buf) = offset;
   GST_BUFFER_OFFSET_END (buf) = offset + n;
   set_caps_from_data (self, buf);

@@ -278,3 +278,31 @@ stop_simulator (void)
   g_clear_pointer (&sim, sim_stop);
 }
 
+/* Runs playbin on grokimagine://?<query>&base-url=<the simulator>, with
+ * fake sinks and the key from the environment; @watch (may be NULL) sees
+ * every message as it is posted */
+Run *
+run_playbin (const gchar * query, GstBusSyncHandler watch, gpointer data)
+{
+  g_autofree gchar *base = g_uri_escape_string (sim_api_url (sim), NULL,
+      FALSE);
+  g_autofree gchar *uri = g_strdup_printf ("grokimagine://?%s&base-url=%s",
+      query, base);
+  GstElement *playbin = gst_element_factory_make ("playbin", NULL);
+  Run *r;
+
+  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  g_object_set (playbin, "uri", uri, "video-sink",
+      gst_element_factory_make ("fakesink", NULL), "audio-sink",
+      gst_element_factory_make ("fakesink", NULL), NULL);
+  if (watch) {
+    GstBus *bus = gst_element_get_bus (playbin);
+
+    gst_bus_set_sync_handler (bus, watch, data, NULL);
+    gst_object_unref (bus);
+  }
+  r = run_pipeline (playbin);
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+  gst_object_unref (playbin);
+  return r;
+}

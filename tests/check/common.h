@@ -33,6 +33,8 @@ gchar *src_desc (const gchar * extra);
 Run *run_pipeline (GstElement * pipeline);
 Run *run_launch (const gchar * desc);
 Run *run_src (const gchar * src_props, const gchar * tail);
+Run *run_playbin (const gchar * query, GstBusSyncHandler watch,
+    gpointer data);
 
 void assert_ok (Run * r);
 const GstStructure *assert_error (Run * r, GstResourceError code,

@@ -745,22 +745,11 @@ GST_END_TEST;
 /* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
 GST_START_TEST (test_playbin_uri)
 {
-  g_autofree gchar *base = g_uri_escape_string (sim_api_url (sim), NULL,
-      FALSE);
-  g_autofree gchar *uri = g_strdup_printf ("grokimagine://?prompt="
-      "a%%20quiet%%20lake&ratio=16:9&poll-interval=50&base-url=%s", base);
-  GstElement *playbin = gst_element_factory_make ("playbin", NULL);
-  g_autoptr (Run) r = NULL;
+  g_autoptr (Run) r = run_playbin ("prompt=a%20quiet%20lake&ratio=16:9&"
+      "poll-interval=50", NULL, NULL);
 
-  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
-  g_object_set (playbin, "uri", uri, "video-sink",
-      gst_element_factory_make ("fakesink", NULL), "audio-sink",
-      gst_element_factory_make ("fakesink", NULL), NULL);
-  r = run_pipeline (playbin);
-  g_unsetenv ("GROK_IMAGINE_API_KEY");
   assert_ok (r);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
-  gst_object_unref (playbin);
 }
 
 GST_END_TEST;
