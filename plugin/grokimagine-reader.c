@@ -238,6 +238,9 @@ advance (GrokImagineReader * r, Filler * f, Chunk * c, gsize n)
     r->seq_done = TRUE;
   if (r->size != G_MAXUINT64 && !r->complete && arrived_end (r, 0) >= r->size)
     r->complete = complete = TRUE;
+  /* whole: reads come from the file, the memory goes */
+  if (complete)
+    g_queue_clear_full (&r->recent, chunk_unref);
   if (r->size != G_MAXUINT64 && r->size > 0) {
     gint p = MIN (arrived_bytes (r) * 100 / r->size, 100);
 
