@@ -332,6 +332,21 @@ GST_START_TEST (test_download_dir_file_deleted_at_stop)
 
 GST_END_TEST;
 
+/* A download-dir where no file can be made: an error that says so */
+GST_START_TEST (test_download_dir_unusable)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+  g_autofree gchar *props = g_strdup_printf ("prompt=\"nowhere\" "
+      "download-dir=%s/missing", dir);
+  g_autoptr (Run) r = run_src (props, "fakesink");
+
+  assert_error (r, GST_RESOURCE_ERROR_OPEN_WRITE, "download-dir");
+  fail_unless_equals_int (cdn_requests (), 0);
+  remove_dir (dir);
+}
+
+GST_END_TEST;
+
 /* A result that changes between two requests (the second of them a resume
  * after a dropped connection) is an error naming the task, never a splice */
 GST_START_TEST (test_changed_result_is_an_error)
@@ -370,6 +385,7 @@ download_suite (void)
   tcase_add_test (tc, test_scheduling_query_and_progress_in_paused);
   tcase_add_test (tc, test_playbin_buffers_on_slow_host);
   tcase_add_test (tc, test_download_dir_file_deleted_at_stop);
+  tcase_add_test (tc, test_download_dir_unusable);
   tcase_add_test (tc, test_changed_result_is_an_error);
   suite_add_tcase (s, tc);
   return s;
