@@ -808,7 +808,7 @@ done:
   return ret;
 }
 
-/* --- the download ---------------------------------------------------------- */
+/* --- the download -------------------------------------------------------- */
 
 /* Without a journal: a temporary file in download-dir, deleted at stop */
 static int

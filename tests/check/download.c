@@ -123,7 +123,7 @@ GST_START_TEST (test_requests_cache_dir_moov_at_end)
 
 GST_END_TEST;
 
-/* --- first buffer, with a journal ------------------------------------------ */
+/* --- first buffer, with a journal ---------------------------------------- */
 
 typedef struct
 {
@@ -289,7 +289,7 @@ GST_START_TEST (test_playbin_buffers_on_slow_host)
 
 GST_END_TEST;
 
-/* --- the local file --------------------------------------------------------- */
+/* --- the local file ------------------------------------------------------ */
 
 static guint
 count_files (const gchar * dir)
