@@ -123,6 +123,45 @@ GST_START_TEST (test_requests_cache_dir_moov_at_end)
 
 GST_END_TEST;
 
+/* Both requests lose their connection near the end of the file: the extra
+ * one resumes from its next missing byte, and the stored result is still
+ * the origin's, byte for byte */
+GST_START_TEST (test_far_request_resumes)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+  g_autofree gchar *props = g_strdup_printf ("prompt=\"cut near the end\" "
+      "cache-dir=%s", dir);
+  g_autofree gchar *out = g_build_filename (dir, "copy.mp4", NULL);
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", out);
+  g_autoptr (Run) plain = NULL, r = NULL, again = NULL;
+  g_autoptr (GBytes) origin = NULL, got = NULL;
+  g_autofree gchar *faults = NULL;
+  gsize size;
+
+  /* the same result, whole, to learn its size */
+  plain = run_large (NULL, "prompt=\"cut near the end\"", "fakesink");
+  assert_ok (plain);
+  origin = http_get (result_url (last_task (plain), 0));
+  size = g_bytes_get_size (origin);
+
+  fail_unless (sim_reset (sim));
+  faults = g_strdup_printf ("\"drop_download_at\": %" G_GSIZE_FORMAT ", "
+      "\"fault_count\": 2", size - 1000);
+  r = run_large (faults, props, "qtdemux ! fakesink");
+  assert_ok (r);
+  fail_unless_equals_int (cdn_requests (), 3);
+
+  fail_unless (sim_reset (sim));
+  again = run_src (props, tail);
+  assert_ok (again);
+  fail_unless_equals_int (cdn_requests (), 0);
+  got = read_file (out);
+  fail_unless (g_bytes_equal (got, origin), "the stored result differs");
+  remove_dir (dir);
+}
+
+GST_END_TEST;
+
 /* --- first buffer, with a journal ---------------------------------------- */
 
 typedef struct
@@ -381,6 +420,7 @@ download_suite (void)
   tcase_add_test (tc, test_requests_faststart_pull);
   tcase_add_test (tc, test_requests_host_ignoring_range);
   tcase_add_test (tc, test_requests_cache_dir_moov_at_end);
+  tcase_add_test (tc, test_far_request_resumes);
   tcase_add_test (tc, test_first_buffer_while_storing);
   tcase_add_test (tc, test_scheduling_query_and_progress_in_paused);
   tcase_add_test (tc, test_playbin_buffers_on_slow_host);
