@@ -41,6 +41,25 @@ run_large (const gchar * faults, const gchar * props, const gchar * tail)
   return run_src (props, tail);
 }
 
+/* The same request again is served from the journal in @dir with no
+ * request, and the stored bytes are @origin's */
+static void
+assert_stored (const gchar * props, const gchar * dir, GBytes * origin)
+{
+  g_autofree gchar *out = g_build_filename (dir, "copy.mp4", NULL);
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", out);
+  g_autoptr (Run) again = NULL;
+  g_autoptr (GBytes) got = NULL;
+
+  fail_unless (sim_reset (sim));
+  again = run_src (props, tail);
+  assert_ok (again);
+  fail_unless_equals_int (cdn_requests (), 0);
+  got = read_file (out);
+  g_unlink (out);
+  fail_unless (g_bytes_equal (got, origin), "the stored result differs");
+}
+
 /* qtdemux pulls: the ftyp and mdat headers, then the moov atom at the end,
  * then the samples: one request from byte 0, one for the moov */
 GST_START_TEST (test_requests_moov_at_end_pull)
@@ -102,22 +121,13 @@ GST_START_TEST (test_requests_cache_dir_moov_at_end)
   g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
   g_autofree gchar *props = g_strdup_printf ("prompt=\"stored moov\" "
       "cache-dir=%s", dir);
-  g_autofree gchar *out = g_build_filename (dir, "copy.mp4", NULL);
-  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", out);
   g_autoptr (Run) r = run_large (NULL, props, "qtdemux ! fakesink");
-  g_autoptr (Run) again = NULL;
-  g_autoptr (GBytes) origin = NULL, got = NULL;
+  g_autoptr (GBytes) origin = NULL;
 
   assert_ok (r);
   fail_unless_equals_int (cdn_requests (), 2);
   origin = http_get (result_url (last_task (r), 0));
-
-  fail_unless (sim_reset (sim));
-  again = run_src (props, tail);
-  assert_ok (again);
-  fail_unless_equals_int (cdn_requests (), 0);
-  got = read_file (out);
-  fail_unless (g_bytes_equal (got, origin), "the stored result differs");
+  assert_stored (props, dir, origin);
   remove_dir (dir);
 }
 
@@ -131,10 +141,8 @@ GST_START_TEST (test_far_request_resumes)
   g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
   g_autofree gchar *props = g_strdup_printf ("prompt=\"cut near the end\" "
       "cache-dir=%s", dir);
-  g_autofree gchar *out = g_build_filename (dir, "copy.mp4", NULL);
-  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", out);
-  g_autoptr (Run) plain = NULL, r = NULL, again = NULL;
-  g_autoptr (GBytes) origin = NULL, got = NULL;
+  g_autoptr (Run) plain = NULL, r = NULL;
+  g_autoptr (GBytes) origin = NULL;
   g_autofree gchar *faults = NULL;
   gsize size;
 
@@ -150,13 +158,7 @@ GST_START_TEST (test_far_request_resumes)
   r = run_large (faults, props, "qtdemux ! fakesink");
   assert_ok (r);
   fail_unless_equals_int (cdn_requests (), 3);
-
-  fail_unless (sim_reset (sim));
-  again = run_src (props, tail);
-  assert_ok (again);
-  fail_unless_equals_int (cdn_requests (), 0);
-  got = read_file (out);
-  fail_unless (g_bytes_equal (got, origin), "the stored result differs");
+  assert_stored (props, dir, origin);
   remove_dir (dir);
 }
 
