@@ -90,23 +90,13 @@ say (App * app, FILE * to, const gchar * format, ...)
   fflush (to);
 }
 
-/* How far the download is. The element counts the bytes read from
- * Content-Length; under qtdemux, which reads it in pull mode, that reaches
- * 100 % at once when the demuxer fetches the index at the end of the file,
- * and the samples are fetched as the muxer goes: there the position of the
- * pipeline says how much is left. */
+/* How far the download is: the element reports the share of the result's
+ * bytes that arrived in its local copy, whatever order the demuxer reads
+ * them in */
 static gint
 download_percent (App * app)
 {
-  gint64 pos, dur;
-
-  if (app->mux == NULL || app->percent < 0)
-    return app->percent;
-  if (!gst_element_query_position (app->pipeline, GST_FORMAT_TIME, &pos)
-      || !gst_element_query_duration (app->pipeline, GST_FORMAT_TIME, &dur)
-      || pos < 0 || dur <= 0)
-    return -1;                  /* not known yet */
-  return MIN (app->percent, (gint) (MIN (pos, dur) * 100 / dur));
+  return app->percent;
 }
 
 /* Plain output: a line at every 10 % */

@@ -13,6 +13,11 @@ struct _GrokImagineFetch
   guint64 position;
   guint64 size;                 /* G_MAXUINT64 while unknown */
   gchar *content_type;
+  /* What identifies the file, from the first answer: later requests send
+   * it in If-Range and must answer with the same */
+  gchar *etag;
+  gchar *last_modified;
+  gboolean ranges;              /* the host answered a Range with 206 */
 };
 
 GrokImagineFetch *
@@ -45,6 +50,8 @@ grok_imagine_fetch_free (GrokImagineFetch * fetch)
   g_object_unref (fetch->http.session);
   g_free (fetch->url);
   g_free (fetch->content_type);
+  g_free (fetch->etag);
+  g_free (fetch->last_modified);
   g_free (fetch);
 }
 
@@ -77,6 +84,26 @@ const gchar *
 grok_imagine_fetch_get_url (GrokImagineFetch * fetch)
 {
   return fetch->url;
+}
+
+gboolean
+grok_imagine_fetch_has_ranges (GrokImagineFetch * fetch)
+{
+  return fetch->ranges;
+}
+
+/* A second request for the same file: it must find the same file */
+GrokImagineFetch *
+grok_imagine_fetch_new_like (GrokImagineFetch * other)
+{
+  GrokImagineFetch *fetch = grok_imagine_fetch_new (&other->http, other->url);
+
+  fetch->size = other->size;
+  fetch->content_type = g_strdup (other->content_type);
+  fetch->etag = g_strdup (other->etag);
+  fetch->last_modified = g_strdup (other->last_modified);
+  fetch->ranges = other->ranges;
+  return fetch;
 }
 
 /* A server that ignored our Range: read up to the offset and drop it. */
@@ -116,6 +143,44 @@ set_size (GrokImagineFetch * fetch, guint64 size, GError ** error)
   return TRUE;
 }
 
+/* A weak ETag (W/"...") only promises equivalent content, not the same
+ * bytes: it cannot make a ranged request safe */
+static gboolean
+strong_etag (const gchar * etag)
+{
+  return etag && etag[0] == '"';
+}
+
+/* The first answer names the file; every later one must name the same.
+ * Either an ETag or a Last-Modified that differs means the file changed,
+ * and its bytes must not be spliced with those already read. */
+static gboolean
+check_validators (GrokImagineFetch * fetch, SoupMessageHeaders * hdrs,
+    GError ** error)
+{
+  const gchar *etag = soup_message_headers_get_one (hdrs, "ETag");
+  const gchar *modified = soup_message_headers_get_one (hdrs,
+      "Last-Modified");
+
+  if (fetch->etag == NULL && fetch->last_modified == NULL) {
+    fetch->etag = g_strdup (etag);
+    fetch->last_modified = g_strdup (modified);
+    return TRUE;
+  }
+  if ((fetch->etag && etag && g_strcmp0 (fetch->etag, etag) != 0)
+      || (fetch->last_modified && modified
+          && g_strcmp0 (fetch->last_modified, modified) != 0)) {
+    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "the result changed on the server during the download (%s %s, "
+        "now %s)", fetch->etag && etag ? "ETag" : "Last-Modified",
+        fetch->etag && etag ? fetch->etag : fetch->last_modified,
+        fetch->etag && etag ? etag : modified);
+    grok_imagine_fetch_close (fetch);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 open_once (GrokImagineFetch * fetch, guint64 offset,
     GCancellable * cancellable, guint * http_status, GError ** error)
@@ -138,8 +203,12 @@ open_once (GrokImagineFetch * fetch, guint64 offset,
   /* Byte offsets must be those of the file itself. */
   soup_message_disable_feature (fetch->msg, SOUP_TYPE_CONTENT_DECODER);
   hdrs = soup_message_get_request_headers (fetch->msg);
-  if (offset > 0)
-    soup_message_headers_set_range (hdrs, offset, -1);
+  /* From byte 0 too: a 206 tells that the host honours ranges */
+  soup_message_headers_set_range (hdrs, offset, -1);
+  if (strong_etag (fetch->etag))
+    soup_message_headers_replace (hdrs, "If-Range", fetch->etag);
+  else if (fetch->last_modified)
+    soup_message_headers_replace (hdrs, "If-Range", fetch->last_modified);
 
   fetch->stream = grok_imagine_http_send (&fetch->http, fetch->msg,
       cancellable, error);
@@ -153,6 +222,9 @@ open_once (GrokImagineFetch * fetch, guint64 offset,
   g_free (fetch->content_type);
   fetch->content_type =
       g_strdup (soup_message_headers_get_content_type (hdrs, NULL));
+  if ((status == SOUP_STATUS_OK || status == SOUP_STATUS_PARTIAL_CONTENT)
+      && !check_validators (fetch, hdrs, error))
+    return FALSE;
 
   if (status == SOUP_STATUS_PARTIAL_CONTENT
       && soup_message_headers_get_content_range (hdrs, &start, &end, &total)) {
@@ -164,11 +236,16 @@ open_once (GrokImagineFetch * fetch, guint64 offset,
       return FALSE;
     }
     fetch->position = offset;
+    fetch->ranges = TRUE;
     return total < 0 || set_size (fetch, total, error);
   }
 
   if (status == SOUP_STATUS_OK) {
     goffset length = soup_message_headers_get_content_length (hdrs);
+
+    /* The whole file: the host ignores Range (or If-Range found another
+     * file, which check_validators() has already refused) */
+    fetch->ranges = FALSE;
 
     if ((length > 0 || soup_message_headers_get_encoding (hdrs) ==
             SOUP_ENCODING_CONTENT_LENGTH) && !set_size (fetch, length, error))

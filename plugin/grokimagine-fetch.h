@@ -18,6 +18,7 @@ typedef struct _GrokImagineFetch GrokImagineFetch;
 
 GrokImagineFetch *grok_imagine_fetch_new (const GrokImagineHttp * http,
     const gchar * url);
+GrokImagineFetch *grok_imagine_fetch_new_like (GrokImagineFetch * other);
 void grok_imagine_fetch_free (GrokImagineFetch * fetch);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineFetch, grok_imagine_fetch_free);
 
@@ -33,5 +34,6 @@ gboolean grok_imagine_fetch_get_size (GrokImagineFetch * fetch,
     guint64 * size);
 const gchar *grok_imagine_fetch_get_content_type (GrokImagineFetch * fetch);
 const gchar *grok_imagine_fetch_get_url (GrokImagineFetch * fetch);
+gboolean grok_imagine_fetch_has_ranges (GrokImagineFetch * fetch);
 
 G_END_DECLS

@@ -9,8 +9,12 @@
  *
  * grokimaginesrc turns a text prompt into a video. It submits a generation
  * job to a Grok Imagine API, follows the job until it ends and streams the
- * resulting file (an MP4, or a PNG for the text-to-image model) downstream,
- * seekable through HTTP Range requests.
+ * resulting file (an MP4, or a PNG for the text-to-image model) downstream.
+ * One download fills a local file (in #GstGrokImagineSrc:cache-dir, or a
+ * temporary file in #GstGrokImagineSrc:download-dir) in the background;
+ * reads are served from it as soon as their bytes are there, so the element
+ * is seekable, in pull and push mode, and posts BUFFERING messages when a
+ * read has to wait for the network.
  *
  * Two APIs are spoken: `grokimagineapi` (the /v1 API, the default) and
  * `grok5imagine` (the /api API, with a choice of model). The key comes from
@@ -76,8 +80,8 @@
 #include "gstgrokimaginesrc.h"
 #include "grokimagine-api.h"
 #include "grokimagine-client.h"
-#include "grokimagine-fetch.h"
 #include "grokimagine-job.h"
+#include "grokimagine-reader.h"
 
 #include <gst/base/gsttypefindhelper.h>
 #include <glib/gstdio.h>
@@ -123,6 +127,7 @@ enum
   PROP_MAX_CREDITS,
   PROP_CACHE_MAX_SIZE,
   PROP_RATE_LIMIT,
+  PROP_DOWNLOAD_DIR,
   N_PROPS
 };
 
@@ -146,6 +151,7 @@ enum
 /* The longest a stop waits for the answer of a POST that has left */
 #define STOP_WAIT_MAX (10 * G_TIME_SPAN_SECOND)
 #define DEFAULT_RATE_LIMIT 0
+#define DEFAULT_DOWNLOAD_DIR NULL
 #define DEFAULT_BLOCKSIZE (256 * 1024)
 
 static GParamSpec *properties[N_PROPS];
@@ -175,6 +181,7 @@ typedef struct
   guint64 max_credits;
   guint64 cache_max_size;
   guint rate_limit;
+  gchar *download_dir;
 } Settings;
 
 struct _GstGrokImagineSrc
@@ -201,14 +208,11 @@ struct _GstGrokImagineSrc
   GrokImagineJob *job;          /* submit, poll and every pay-once rule */
   gchar *last_raw_status;
   const gchar *progress;        /* the operation under way, for CANCELED */
-  gint download_percent;
-  guint64 bytes_read;           /* from the result host, for progress */
+  gint download_percent;        /* download thread */
   GstTagList *pending_tags;     /* for downstream, once a segment went out */
   gboolean sent_buffer;
-  GrokImagineFetch *fetch;      /* non-NULL once the job has completed */
-  gint cache_fd;                /* the stored result being served, or -1 */
-  guint64 cache_size;
-  gboolean store_done;          /* stored, or given up storing */
+  GrokImagineReader *reader;    /* non-NULL once the result is known */
+  gchar *journal_tmp;           /* the result being stored in the journal */
   guint64 announced_size;
   GstCaps *caps;
 };
@@ -279,6 +283,7 @@ settings_clear (Settings * s)
   g_clear_pointer (&s->ssl_ca_file, g_free);
   g_clear_object (&s->tls_database);
   g_clear_pointer (&s->cache_dir, g_free);
+  g_clear_pointer (&s->download_dir, g_free);
 }
 
 static void
@@ -297,6 +302,7 @@ settings_copy (Settings * dst, const Settings * src)
   dst->task_id = g_strdup (src->task_id);
   dst->ssl_ca_file = g_strdup (src->ssl_ca_file);
   dst->cache_dir = g_strdup (src->cache_dir);
+  dst->download_dir = g_strdup (src->download_dir);
   if (src->tls_database)
     dst->tls_database = g_object_ref (src->tls_database);
 }
@@ -585,10 +591,22 @@ push_pending_tags (GstGrokImagineSrc * self)
 }
 
 static void announce_size (GstGrokImagineSrc * self, guint64 size);
-static void update_size (GstGrokImagineSrc * self);
-static void report_download (GstGrokImagineSrc * self, gsize n);
 
 /* --- the journal (cache-dir) ------------------------------------------------ */
+
+/* The reader is the streaming thread's; the object lock guards its
+ * coming and going for queries from other threads */
+static void
+set_reader (GstGrokImagineSrc * self, GrokImagineReader * reader)
+{
+  GrokImagineReader *old;
+
+  GST_OBJECT_LOCK (self);
+  old = self->reader;
+  self->reader = reader;
+  GST_OBJECT_UNLOCK (self);
+  grok_imagine_reader_free (old);
+}
 
 /* Serves the stored result when it is whole */
 static gboolean
@@ -608,8 +626,7 @@ open_stored_result (GstGrokImagineSrc * self)
     close (fd);
     return FALSE;
   }
-  self->cache_fd = fd;
-  self->cache_size = size;
+  set_reader (self, grok_imagine_reader_new_for_file (fd, path, size));
   announce_size (self, size);
   return TRUE;
 }
@@ -634,64 +651,50 @@ post_cached (GstGrokImagineSrc * self, const gchar * task_id)
   post_tags (self, &st);
 }
 
-/* Downloads the whole result into the journal, then serves it from there */
-static GstFlowReturn
-store_result (GstGrokImagineSrc * self)
+/* With a journal, the download fills a temporary file beside the stored
+ * result (renamed into place when whole, in store_result()); -1 without */
+static int
+create_stored_result (GstGrokImagineSrc * self)
 {
-  g_autoptr (GCancellable) cancellable = get_cancellable (self);
   g_autoptr (GOutputStream) out = NULL;
   g_autoptr (GError) err = NULL;
-  g_autofree gchar *tmp = NULL, *doing = NULL;
-  g_autofree guint8 *chunk = g_malloc (DEFAULT_BLOCKSIZE);
-  guint http_status = 0;
-  guint64 size;
-  gssize n;
+  int fd;
 
-  out = grok_imagine_job_create_result (self->job, &tmp, &err);
+  out = grok_imagine_job_create_result (self->job, &self->journal_tmp, &err);
   if (out == NULL) {
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot store the result "
             "in the cache folder, streaming it instead: %s", err->message),
         (NULL));
-    self->store_done = TRUE;
-    return GST_FLOW_OK;
+    return -1;
   }
-
-  doing = g_strdup_printf ("downloading the result of task %s",
-      self->run.task_id);
-  if (!grok_imagine_fetch_open (self->fetch, 0, cancellable, &http_status,
-          &err))
-    goto failed;
-  update_size (self);
-  while ((n = grok_imagine_fetch_read (self->fetch, chunk, DEFAULT_BLOCKSIZE,
-              FALSE, cancellable, &err)) > 0) {
-    if (!g_output_stream_write_all (G_OUTPUT_STREAM (out), chunk, n, NULL,
-            cancellable, &err))
-      goto failed;
-    report_download (self, n);
+  g_output_stream_close (out, NULL, NULL);
+  fd = g_open (self->journal_tmp, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot store the result "
+            "in the cache folder, streaming it instead: %s",
+            g_strerror (errno)), (NULL));
+    g_unlink (self->journal_tmp);
+    g_clear_pointer (&self->journal_tmp, g_free);
   }
-  if (n < 0 || !g_output_stream_close (G_OUTPUT_STREAM (out), cancellable,
-          &err))
-    goto failed;
-  grok_imagine_fetch_close (self->fetch);
-  self->store_done = TRUE;
+  return fd;
+}
 
-  if (!grok_imagine_job_commit_result (self->job, tmp, &size, &err)) {
-    /* an empty result is never stored nor served */
-    if (g_error_matches (err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL))
-      return post_error (self, err, 0, self->run.task_id, doing);
+/* The download is whole (download thread): record it in the journal. An
+ * empty result is refused there, and create() reports it */
+static void
+store_result (GstGrokImagineSrc * self)
+{
+  g_autoptr (GError) err = NULL;
+  guint64 size = 0;
+
+  if (!grok_imagine_job_commit_result (self->job, self->journal_tmp, &size,
+          &err))
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot record the result "
-            "in the journal, streaming it instead: %s", err->message), (NULL));
-    return GST_FLOW_OK;
-  }
-  if (!open_stored_result (self))
-    GST_WARNING_OBJECT (self, "cannot open the stored result, streaming it");
-  return GST_FLOW_OK;
-
-failed:
-  g_output_stream_close (G_OUTPUT_STREAM (out), NULL, NULL);
-  g_unlink (tmp);
-  grok_imagine_fetch_close (self->fetch);
-  return post_error (self, err, http_status, self->run.task_id, doing);
+            "of task %s in the journal: %s", self->run.task_id, err->message),
+        (NULL));
+  else
+    GST_INFO_OBJECT (self, "stored the result of task %s, %" G_GUINT64_FORMAT
+        " bytes", self->run.task_id, size);
 }
 
 /* What the job reports, as bus messages and progress */
@@ -756,6 +759,97 @@ on_job_event (GrokImagineJobEvent event, const gchar * task_id,
   }
 }
 
+/* --- the download -------------------------------------------------------- */
+
+/* Without a journal: a temporary file in download-dir, deleted at stop */
+static int
+create_download_file (GstGrokImagineSrc * self, gchar ** path)
+{
+  const gchar *dir = self->run.download_dir;
+  g_autofree gchar *cache = NULL;
+  int fd, e;
+
+  if (dir == NULL) {
+    cache = g_build_filename (g_get_user_cache_dir (), "gst-grokimagine",
+        NULL);
+    dir = g_mkdir_with_parents (cache, 0700) == 0 ? cache : g_get_tmp_dir ();
+  }
+  *path = g_build_filename (dir, "result-XXXXXX.part", NULL);
+  fd = g_mkstemp_full (*path, O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    return fd;
+  e = errno;
+  GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("Cannot create a file "
+          "for the result of task %s in the folder '%s' (set download-dir "
+          "to another folder): %s", self->run.task_id, dir, g_strerror (e)),
+      (NULL));
+  g_clear_pointer (path, g_free);
+  return -1;
+}
+
+/* Download thread (and, for BUFFERING, the streaming thread) */
+static void
+on_reader_event (GrokImagineReader * reader, GrokImagineReaderEvent event,
+    gint percent, gpointer user_data)
+{
+  GstGrokImagineSrc *self = user_data;
+  guint64 size;
+
+  switch (event) {
+    case GROK_IMAGINE_READER_SIZE:
+      if (grok_imagine_reader_get_size (reader, &size))
+        announce_size (self, size);
+      break;
+    case GROK_IMAGINE_READER_PROGRESS:
+      /* percentages of the bytes that arrived, each once */
+      if (percent >= 100 || percent <= self->download_percent)
+        break;
+      if (self->download_percent < 0)
+        post_progress (self, GST_PROGRESS_TYPE_START, "download", 0,
+            "Downloading the result of task %s", self->run.task_id);
+      self->download_percent = percent;
+      post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "download", percent,
+          "Downloading the result of task %s: %d%%", self->run.task_id,
+          percent);
+      break;
+    case GROK_IMAGINE_READER_COMPLETE:
+      if (self->journal_tmp)
+        store_result (self);
+      self->download_percent = 100;
+      post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "download", 100,
+          "Downloaded the result of task %s", self->run.task_id);
+      break;
+    case GROK_IMAGINE_READER_FAILED:
+      post_progress (self, GST_PROGRESS_TYPE_ERROR, "download", -1,
+          "Downloading the result of task %s failed", self->run.task_id);
+      break;
+    case GROK_IMAGINE_READER_BUFFERING:
+      GST_DEBUG_OBJECT (self, "buffering %d%%", percent);
+      gst_element_post_message (GST_ELEMENT (self),
+          gst_message_new_buffering (GST_OBJECT (self), percent));
+      break;
+  }
+}
+
+/* One download of the result into a local file, in the background: with a
+ * journal into the journal's result file, else into a temporary file */
+static GstFlowReturn
+start_download (GstGrokImagineSrc * self, const gchar * url)
+{
+  g_autofree gchar *path = NULL;
+  int fd = grok_imagine_job_has_journal (self->job) ?
+      create_stored_result (self) : -1;
+
+  if (fd >= 0)
+    path = g_strdup (self->journal_tmp);
+  else if ((fd = create_download_file (self, &path)) < 0)
+    return GST_FLOW_ERROR;
+  GST_DEBUG_OBJECT (self, "downloading %s into %s", url, path);
+  set_reader (self, grok_imagine_reader_new (&self->http, url, fd, path,
+          self->journal_tmp != NULL, on_reader_event, self));
+  return GST_FLOW_OK;
+}
+
 /* Runs the job until its result is known, then opens the stored result or
  * the result URL. Runs in the streaming thread; every wait and request ends
  * at unlock(), except a POST that has started to leave. */
@@ -791,8 +885,7 @@ run_job (GstGrokImagineSrc * self)
   url = grok_imagine_job_get_result_url (self->job);
   GST_INFO_OBJECT (self, "task %s completed, streaming result %u: %s",
       self->run.task_id, self->run.result_index, url);
-  self->fetch = grok_imagine_fetch_new (&self->http, url);
-  return GST_FLOW_OK;
+  return start_download (self, url);
 }
 /* Called by the HTTP layer before it waits: says why on the bus */
 static void
@@ -951,18 +1044,15 @@ gst_grok_imagine_src_stop (GstBaseSrc * bsrc)
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
 
   GST_DEBUG_OBJECT (self, "stop");
+  /* first: its threads may still report */
+  set_reader (self, NULL);
   if (self->progress)
     post_progress (self, GST_PROGRESS_TYPE_CANCELED, self->progress, -1,
         "Stopped");
   self->download_percent = -1;
-  self->bytes_read = 0;
   self->sent_buffer = FALSE;
   gst_clear_tag_list (&self->pending_tags);
-  g_clear_pointer (&self->fetch, grok_imagine_fetch_free);
-  if (self->cache_fd >= 0)
-    close (self->cache_fd);
-  self->cache_fd = -1;
-  self->store_done = FALSE;
+  g_clear_pointer (&self->journal_tmp, g_free);
   g_clear_pointer (&self->job, grok_imagine_job_free);
   g_clear_pointer (&self->client, grok_imagine_client_free);
   if (self->http.session)
@@ -980,17 +1070,37 @@ gst_grok_imagine_src_get_size (GstBaseSrc * bsrc, guint64 * size)
 {
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
 
-  if (self->cache_fd >= 0) {
-    *size = self->cache_size;
-    return TRUE;
-  }
-  return self->fetch && grok_imagine_fetch_get_size (self->fetch, size);
+  return self->reader && grok_imagine_reader_get_size (self->reader, size);
 }
 
 static gboolean
 gst_grok_imagine_src_is_seekable (GstBaseSrc * bsrc)
 {
-  /* Results are fetched with HTTP Range requests */
+  /* Reads come from the local copy of the result */
+  return TRUE;
+}
+
+/* Like a network source: seekable in pull and push mode, and bandwidth
+ * limited while the download runs, so that playbin and uridecodebin buffer
+ * as they do for HTTP */
+static gboolean
+gst_grok_imagine_src_query (GstBaseSrc * bsrc, GstQuery * query)
+{
+  GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
+  GstSchedulingFlags flags = GST_SCHEDULING_FLAG_SEEKABLE;
+
+  if (GST_QUERY_TYPE (query) != GST_QUERY_SCHEDULING)
+    return GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
+
+  /* the streaming thread owns the reader; it only goes in stop() */
+  GST_OBJECT_LOCK (self);
+  if (self->reader == NULL
+      || grok_imagine_reader_is_downloading (self->reader))
+    flags |= GST_SCHEDULING_FLAG_BANDWIDTH_LIMITED;
+  GST_OBJECT_UNLOCK (self);
+  gst_query_set_scheduling (query, flags, 1, -1, 0);
+  gst_query_add_scheduling_mode (query, GST_PAD_MODE_PUSH);
+  gst_query_add_scheduling_mode (query, GST_PAD_MODE_PULL);
   return TRUE;
 }
 
@@ -1038,19 +1148,10 @@ announce_size (GstGrokImagineSrc * self, guint64 size)
 }
 
 static void
-update_size (GstGrokImagineSrc * self)
-{
-  guint64 size;
-
-  if (grok_imagine_fetch_get_size (self->fetch, &size))
-    announce_size (self, size);
-}
-
-static void
 set_caps_from_data (GstGrokImagineSrc * self, GstBuffer * buf)
 {
   GstBaseSrc *bsrc = GST_BASE_SRC (self);
-  const gchar *content_type;
+  g_autofree gchar *content_type = NULL;
   GstCaps *caps;
 
   /* In pull mode downstream typefinds for itself */
@@ -1059,8 +1160,7 @@ set_caps_from_data (GstGrokImagineSrc * self, GstBuffer * buf)
 
   caps = GST_BUFFER_OFFSET (buf) == 0 ?
       gst_type_find_helper_for_buffer (GST_OBJECT (self), buf, NULL) : NULL;
-  content_type = self->fetch ?
-      grok_imagine_fetch_get_content_type (self->fetch) : NULL;
+  content_type = grok_imagine_reader_dup_content_type (self->reader);
   if (caps == NULL && content_type) {
     if (g_str_equal (content_type, "video/mp4"))
       caps = gst_caps_new_empty_simple ("video/quicktime");
@@ -1076,142 +1176,48 @@ set_caps_from_data (GstGrokImagineSrc * self, GstBuffer * buf)
   gst_base_src_set_caps (bsrc, caps);
 }
 
-/* Percentages of the bytes read so far (not the position: a demuxer may
- * read the index at the end first), each once. An operation in
- * progress holds applications such as gst-launch in PAUSED, and the
- * download only ends once data flows: so it is announced from PLAYING on */
-static void
-report_download (GstGrokImagineSrc * self, gsize n)
-{
-  gboolean playing;
-  guint64 size;
-  gint percent;
-
-  self->bytes_read += n;
-  if (!grok_imagine_fetch_get_size (self->fetch, &size) || size == 0)
-    return;
-  percent = MIN (self->bytes_read * 100 / size, 100);
-  if (percent <= self->download_percent)
-    return;
-  GST_OBJECT_LOCK (self);
-  playing = GST_STATE (self) == GST_STATE_PLAYING;
-  GST_OBJECT_UNLOCK (self);
-  if (percent < 100 && !playing)
-    return;
-
-  if (self->download_percent < 0 && percent < 100)
-    post_progress (self, GST_PROGRESS_TYPE_START, "download", 0,
-        "Downloading the result of task %s", self->run.task_id);
-  self->download_percent = percent;
-  post_progress (self, percent == 100 ? GST_PROGRESS_TYPE_COMPLETE :
-      GST_PROGRESS_TYPE_CONTINUE, "download", percent,
-      "Downloading the result of task %s: %d%%", self->run.task_id, percent);
-}
-
-/* The stored result (cache-dir) */
-static GstFlowReturn
-read_stored (GstGrokImagineSrc * self, guint64 offset, guint8 * data,
-    guint length, gssize * n)
-{
-  gsize got = 0;
-
-  while (got < length) {
-    gssize r = pread (self->cache_fd, data + got, length - got, offset + got);
-
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      int e = errno;
-
-      GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Cannot read the stored "
-              "result of task %s: %s", self->run.task_id, g_strerror (e)),
-          (NULL));
-      return GST_FLOW_ERROR;
-    }
-    if (r == 0)
-      break;
-    got += r;
-  }
-  *n = got;
-  return GST_FLOW_OK;
-}
-
-/* The result URL, with a Range request when @offset is not where the open
- * request stands */
-static GstFlowReturn
-read_remote (GstGrokImagineSrc * self, guint64 offset, guint8 * data,
-    guint length, gboolean fill, gssize * n)
-{
-  g_autoptr (GCancellable) cancellable = get_cancellable (self);
-  g_autoptr (GError) err = NULL;
-  g_autofree gchar *doing = g_strdup_printf ("downloading the result of "
-      "task %s", self->run.task_id);
-
-  if (!grok_imagine_fetch_is_open (self->fetch)
-      || grok_imagine_fetch_get_position (self->fetch) != offset) {
-    guint http_status = 0;
-
-    GST_DEBUG_OBJECT (self, "requesting the result from byte %"
-        G_GUINT64_FORMAT, offset);
-    if (!grok_imagine_fetch_open (self->fetch, offset, cancellable,
-            &http_status, &err))
-      return post_error (self, err, http_status, self->run.task_id, doing);
-    update_size (self);
-  }
-
-  *n = grok_imagine_fetch_read (self->fetch, data, length, fill, cancellable,
-      &err);
-  if (*n < 0) {
-    grok_imagine_fetch_close (self->fetch);
-    if (!g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-      post_progress (self, GST_PROGRESS_TYPE_ERROR, "download", -1,
-          "Downloading failed");
-    return post_error (self, err, 0, self->run.task_id, doing);
-  }
-  report_download (self, *n);
-  return GST_FLOW_OK;
-}
-
 static GstFlowReturn
 gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
     GstBuffer ** outbuf)
 {
   GstGrokImagineSrc *self = GST_GROK_IMAGINE_SRC (bsrc);
-  GstFlowReturn ret = GST_FLOW_OK;
+  g_autoptr (GCancellable) cancellable = NULL;
+  g_autoptr (GError) err = NULL;
+  GstFlowReturn ret;
   GstBuffer *buf;
-  GstMapInfo map;
-  guint64 size;
-  gssize n = 0;
+  GBytes *bytes;
+  gsize n;
 
-  if (self->cache_fd < 0) {
-    if (self->fetch == NULL && (ret = run_job (self)) != GST_FLOW_OK)
-      return ret;
-    if (self->cache_fd < 0 && grok_imagine_job_has_journal (self->job)
-        && !self->store_done
-        && (ret = store_result (self)) != GST_FLOW_OK)
-      return ret;
-  }
-
+  if (self->reader == NULL && (ret = run_job (self)) != GST_FLOW_OK)
+    return ret;
   push_pending_tags (self);
-  if (gst_grok_imagine_src_get_size (bsrc, &size) && offset >= size)
-    return GST_FLOW_EOS;
 
-  buf = gst_buffer_new_allocate (NULL, length, NULL);
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  if (self->cache_fd >= 0)
-    ret = read_stored (self, offset, map.data, length, &n);
-  else
-    /* Pulling demuxers want every byte they ask for; pushing, we hand on
-     * what has arrived */
-    ret = read_remote (self, offset, map.data, length,
-        GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, &n);
-  gst_buffer_unmap (buf, &map);
-  if (ret != GST_FLOW_OK || n == 0) {
-    gst_buffer_unref (buf);
-    return ret != GST_FLOW_OK ? ret : GST_FLOW_EOS;
+  /* Pulling demuxers want every byte they ask for; pushing, we hand on
+   * what has arrived */
+  cancellable = get_cancellable (self);
+  bytes = grok_imagine_reader_read (self->reader, offset, length,
+      GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, cancellable, &err);
+  if (bytes == NULL) {
+    g_autofree gchar *doing = g_strdup_printf ("downloading the result of "
+        "task %s", self->run.task_id);
+
+    return post_error (self, err, grok_imagine_reader_get_http_status
+        (self->reader), self->run.task_id, doing);
+  }
+  n = g_bytes_get_size (bytes);
+  if (n == 0) {
+    g_bytes_unref (bytes);
+    if (offset > 0)
+      return GST_FLOW_EOS;
+    /* nothing at all: an empty result is no video (and is never stored) */
+    err = g_error_new (GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_PROTOCOL,
+        "the result of task %s is empty", self->run.task_id);
+    return post_error (self, err, 0, self->run.task_id,
+        "downloading the result");
   }
 
-  gst_buffer_set_size (buf, n);
+  buf = gst_buffer_new_wrapped_bytes (bytes);
+  g_bytes_unref (bytes);
   GST_BUFFER_OFFSET (buf) = offset;
   GST_BUFFER_OFFSET_END (buf) = offset + n;
   set_caps_from_data (self, buf);
@@ -1559,6 +1565,10 @@ gst_grok_imagine_src_set_property (GObject * object, guint prop_id,
     case PROP_RATE_LIMIT:
       s->rate_limit = g_value_get_uint (value);
       break;
+    case PROP_DOWNLOAD_DIR:
+      g_free (s->download_dir);
+      s->download_dir = dup_nonempty (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1660,6 +1670,9 @@ gst_grok_imagine_src_get_property (GObject * object, guint prop_id,
     case PROP_RATE_LIMIT:
       g_value_set_uint (value, s->rate_limit);
       break;
+    case PROP_DOWNLOAD_DIR:
+      g_value_set_string (value, s->download_dir);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1728,7 +1741,6 @@ gst_grok_imagine_src_init (GstGrokImagineSrc * self)
   s->rate_limit = DEFAULT_RATE_LIMIT;
 
   self->download_percent = -1;
-  self->cache_fd = -1;
   g_mutex_init (&self->cancel_lock);
   self->cancellable = g_cancellable_new ();
   self->serial = g_atomic_int_add (&serials, 1);
@@ -1851,6 +1863,11 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "process using the same API and key may send together; 0 = pace by "
       "the API's X-RateLimit headers alone", 0, 1000000, DEFAULT_RATE_LIMIT,
       rw);
+  properties[PROP_DOWNLOAD_DIR] = g_param_spec_string ("download-dir",
+      "Download folder", "Folder of the temporary file the result is "
+      "downloaded into, deleted at stop (without cache-dir; with it the "
+      "result goes into the cache folder). Empty: the user's cache folder, "
+      "else the temporary folder", DEFAULT_DOWNLOAD_DIR, rw);
   g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1871,6 +1888,7 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       GST_DEBUG_FUNCPTR (gst_grok_imagine_src_negotiate);
   basesrc_class->create = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_create);
   basesrc_class->event = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_event);
+  basesrc_class->query = GST_DEBUG_FUNCPTR (gst_grok_imagine_src_query);
 
   gst_type_mark_as_plugin_api (GST_TYPE_GROK_IMAGINE_API, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_GROK_IMAGINE_MODEL, 0);

@@ -387,3 +387,30 @@ run_drain (GstElement * pipeline)
   gst_object_unref (bus);
   return r;
 }
+
+/* Runs playbin on @uri, with fake sinks, the key and the simulator's base
+ * URL from the environment (a URI never names the host); @watch (may be
+ * NULL) sees every message as it is posted */
+Run *
+run_playbin (const gchar * uri, GstBusSyncHandler watch, gpointer data)
+{
+  GstElement *playbin = gst_element_factory_make ("playbin", NULL);
+  Run *r;
+
+  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  g_setenv ("GROK_IMAGINE_BASE_URL", sim_api_url (sim), TRUE);
+  g_object_set (playbin, "uri", uri, "video-sink",
+      gst_element_factory_make ("fakesink", NULL), "audio-sink",
+      gst_element_factory_make ("fakesink", NULL), NULL);
+  if (watch) {
+    GstBus *bus = gst_element_get_bus (playbin);
+
+    gst_bus_set_sync_handler (bus, watch, data, NULL);
+    gst_object_unref (bus);
+  }
+  r = run_pipeline (playbin);
+  g_unsetenv ("GROK_IMAGINE_API_KEY");
+  g_unsetenv ("GROK_IMAGINE_BASE_URL");
+  gst_object_unref (playbin);
+  return r;
+}

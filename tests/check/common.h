@@ -37,6 +37,8 @@ GstElement *track_pipeline (GstElement * pipeline);
 Run *run_pipeline (GstElement * pipeline);
 Run *run_launch (const gchar * desc);
 Run *run_src (const gchar * src_props, const gchar * tail);
+Run *run_playbin (const gchar * uri, GstBusSyncHandler watch,
+    gpointer data);
 
 void assert_ok (Run * r);
 const GstStructure *assert_error (Run * r, GstResourceError code,

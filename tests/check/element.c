@@ -771,31 +771,11 @@ GST_START_TEST (test_uri_handler)
 
 GST_END_TEST;
 
-/* playbin plays @uri into fakesinks, with the key and the simulator's base
- * URL from the environment */
-static Run *
-run_playbin (const gchar * uri)
-{
-  GstElement *playbin = gst_element_factory_make ("playbin", NULL);
-  Run *r;
-
-  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
-  g_setenv ("GROK_IMAGINE_BASE_URL", sim_api_url (sim), TRUE);
-  g_object_set (playbin, "uri", uri, "video-sink",
-      gst_element_factory_make ("fakesink", NULL), "audio-sink",
-      gst_element_factory_make ("fakesink", NULL), NULL);
-  r = run_pipeline (playbin);
-  g_unsetenv ("GROK_IMAGINE_API_KEY");
-  g_unsetenv ("GROK_IMAGINE_BASE_URL");
-  gst_object_unref (playbin);
-  return r;
-}
-
 /* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
 GST_START_TEST (test_playbin_uri)
 {
   g_autoptr (Run) r = run_playbin ("grokimagine://?prompt=a%20quiet%20lake"
-      "&ratio=16:9&poll-interval=50");
+      "&ratio=16:9&poll-interval=50", NULL, NULL);
 
   assert_ok (r);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
@@ -1003,7 +983,7 @@ GST_START_TEST (test_uri_key_stays_home)
   base = g_uri_escape_string (sim_api_url (other), NULL, FALSE);
   uri = g_strdup_printf ("grokimagine://?prompt=x&poll-interval=50"
       "&base-url=%s", base);
-  r = run_playbin (uri);
+  r = run_playbin (uri, NULL, NULL);
   fail_unless (r->error != NULL, "playbin played a URI with base-url");
   gst_message_parse_error (r->error, &err, &dbg);
   fail_unless (strstr (err->message, "cannot set base-url") != NULL, "%s",

@@ -117,6 +117,10 @@ typedef enum
   F_STATUS_OUTAGE,
   F_TRUNCATED_ANSWER,
   F_GENERATE_SEE_OTHER,
+  F_IGNORE_RANGE,
+  F_CHANGE_RESULT_AFTER,
+  F_CDN_DELAY,
+  F_FASTSTART,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -203,6 +207,15 @@ static const FaultSpec fault_specs[N_FAULTS] = {
   [F_GENERATE_SEE_OTHER] = SPEC_BOOL ("generate_see_other",
       "generate-see-other", TRUE, "Process generate requests, then answer "
       "303 See Other to the generate URL itself"),
+  [F_IGNORE_RANGE] = SPEC_BOOL ("ignore_range", "ignore-range", FALSE,
+      "The CDN ignores Range: always 200 with the whole file"),
+  [F_CHANGE_RESULT_AFTER] = SPEC_INT ("change_result_after",
+      "change-result-after", -1, G_MAXINT, -1, FALSE, "N", "After N CDN "
+      "requests every result changes: other bytes, ETag and Last-Modified"),
+  [F_CDN_DELAY] = SPEC_INT ("cdn_delay_ms", "cdn-delay", 0, G_MAXINT, 0,
+      FALSE, "MS", "Delay every CDN answer (a round trip to a far host)"),
+  [F_FASTSTART] = SPEC_BOOL ("faststart", "faststart", FALSE,
+      "Render new videos with the moov atom first"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -228,6 +241,7 @@ typedef struct
   gint64 accepted_submits;
   gint64 status_requests;
   gint64 cdn_requests;
+  gint64 cdn_bytes;             /* of result bodies, queued for sending */
   gint64 cdn_auth_headers;
   gint64 api_requests;
   gint64 rate_limited;
@@ -251,6 +265,7 @@ typedef struct
   gint width, height;
   gboolean large;
   gboolean broken;              /* names a missing element (a fault) */
+  gboolean faststart;
   RenderState state;            /* only touched by the main thread */
   GBytes *data;                 /* written by the worker before it reports */
   gchar *error;
@@ -504,9 +519,10 @@ render_run (Render * r, GError ** error)
         "framerate=25/1 ! textoverlay name=overlay valignment=center "
         "halignment=center shaded-background=true font-desc=\"Sans %d\" "
         "! x264enc speed-preset=ultrafast key-int-max=25 %s "
-        "! mp4mux faststart=false ! filesink name=sink", frames,
+        "! mp4mux faststart=%s ! filesink name=sink", frames,
         r->large ? "snow" : "smpte", r->large ? 0 : 4, r->width, r->height,
-        font, r->large ? "pass=quant quantizer=4" : "");
+        font, r->large ? "pass=quant quantizer=4" : "",
+        r->faststart ? "true" : "false");
   }
 
   if (r->broken) {
@@ -560,8 +576,10 @@ static Render *
 render_request (ResultKind kind, const gchar * text, gint width, gint height,
     gboolean large, gboolean broken)
 {
-  g_autofree gchar *key = g_strdup_printf ("%c:%dx%d:%d:%d:%s",
-      kind == RESULT_VIDEO ? 'v' : 'i', width, height, large, broken, text);
+  gboolean faststart = kind == RESULT_VIDEO && FAULT (FASTSTART);
+  g_autofree gchar *key = g_strdup_printf ("%c:%dx%d:%d:%d:%d:%s",
+      kind == RESULT_VIDEO ? 'v' : 'i', width, height, large, broken,
+      faststart, text);
   Render *r = g_hash_table_lookup (sim.renders, key);
 
   if (r)
@@ -574,6 +592,7 @@ render_request (ResultKind kind, const gchar * text, gint width, gint height,
   r->height = height;
   r->large = large;
   r->broken = broken;
+  r->faststart = faststart;
   r->state = RENDER_BUSY;
   g_hash_table_insert (sim.renders, g_steal_pointer (&key), r);
   g_thread_pool_push (sim.pool, r, NULL);
@@ -1771,6 +1790,7 @@ stats_to_json (void)
   ADD_INT ("accepted_submits", sim.stats.accepted_submits);
   ADD_INT ("status_requests", sim.stats.status_requests);
   ADD_INT ("cdn_requests", sim.stats.cdn_requests);
+  ADD_INT ("cdn_bytes", sim.stats.cdn_bytes);
   ADD_INT ("cdn_auth_headers", sim.stats.cdn_auth_headers);
   ADD_INT ("cdn2_requests", sim.stats.cdn2_requests);
   ADD_INT ("cdn2_auth_headers", sim.stats.cdn2_auth_headers);
@@ -2021,6 +2041,7 @@ feed_push (Feed * f, gsize n)
     chunk = g_bytes_new_from_bytes (f->body, f->queued, n);
     soup_message_body_append_bytes (body, chunk);
     f->queued += n;
+    sim.stats.cdn_bytes += n;
   }
   if (f->queued < size)
     return FALSE;
@@ -2068,6 +2089,7 @@ send_body (SoupServerMessage * msg, GBytes * body, gboolean drop)
   Feed *f;
 
   if (!drop && !FAULT (DOWNLOAD_RATE)) {
+    sim.stats.cdn_bytes += g_bytes_get_size (body);
     soup_message_body_append_bytes (soup_server_message_get_response_body
         (msg), body);
     soup_message_body_complete (soup_server_message_get_response_body (msg));
@@ -2152,26 +2174,70 @@ parse_range (const gchar * header, guint64 total, guint64 * start,
   return RANGE_OK;
 }
 
+/* The result as the CDN has it now: change_result_after makes it another
+ * file of the same size, with other validators */
+static GBytes *
+cdn_version (Task * t, gchar ** etag, gchar ** modified)
+{
+  gint64 after = FAULT (CHANGE_RESULT_AFTER);
+  gboolean changed = after >= 0 && sim.stats.cdn_requests > after;
+  GBytes *data = t->render->data;
+  gsize size = g_bytes_get_size (data);
+  guint8 *copy;
+
+  *etag = g_strdup_printf ("\"%s-%d\"", t->id, changed ? 2 : 1);
+  *modified = g_strdup (changed ? "Tue, 01 Dec 2026 12:00:01 GMT" :
+      "Tue, 01 Dec 2026 12:00:00 GMT");
+  if (!changed || size == 0)
+    return g_bytes_ref (data);
+  copy = g_memdup2 (g_bytes_get_data (data, NULL), size);
+  copy[size - 1] ^= 0xff;
+  return g_bytes_new_take (copy, size);
+}
+
+static void cdn_answer (SoupServerMessage * msg, const char *path);
+
+/* A CDN answer held back by cdn_delay_ms */
+typedef struct
+{
+  SoupServerMessage *msg;
+  gchar *path;
+  gboolean gone;
+} CdnDelayed;
+
+static void
+cdn_delayed_gone (CdnDelayed * d)
+{
+  d->gone = TRUE;
+}
+
+static gboolean
+cdn_delayed_answer (gpointer data)
+{
+  CdnDelayed *d = data;
+
+  g_signal_handlers_disconnect_by_data (d->msg, d);
+  if (!d->gone) {
+    cdn_answer (d->msg, d->path);
+    soup_server_message_unpause (d->msg);
+  }
+  g_object_unref (d->msg);
+  g_free (d->path);
+  g_free (d);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
     GHashTable * query, gpointer user_data)
 {
-  const gchar *method = soup_server_message_get_method (msg);
   SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
-  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
-  g_autofree gchar *range = g_strdup (soup_message_headers_get_one (req,
-          "Range"));
-  g_auto (GStrv) parts = NULL;
-  g_autofree gchar *content_range = NULL;
-  Task *t = NULL;
-  GBytes *data = NULL;
-  const gchar *name = NULL;
-  guint64 total, start = 0, end = 0;
-  gint64 drop = FAULT (DROP_DOWNLOAD_AT), status;
-  RangeResult rr;
+  const gchar *range = soup_message_headers_get_one (req, "Range");
+  gint64 delay = FAULT (CDN_DELAY);
 
   if (sim.verbose)
-    g_printerr ("grokimagine-sim: cdn %s %s%s%s\n", method, path,
+    g_printerr ("grokimagine-sim: cdn %s %s%s%s\n",
+        soup_server_message_get_method (msg), path,
         range ? " Range: " : "", range ? range : "");
 
   sim.stats.cdn_requests++;
@@ -2179,6 +2245,40 @@ cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
     sim.stats.cdn_auth_headers++;
   g_free (sim.stats.last_range);
   sim.stats.last_range = g_strdup (range);
+
+  if (delay > 0) {
+    CdnDelayed *d = g_new0 (CdnDelayed, 1);
+
+    d->msg = g_object_ref (msg);
+    d->path = g_strdup (path);
+    g_signal_connect_swapped (msg, "finished", G_CALLBACK (cdn_delayed_gone),
+        d);
+    g_signal_connect_swapped (msg, "disconnected",
+        G_CALLBACK (cdn_delayed_gone), d);
+    soup_server_message_pause (msg);
+    g_timeout_add (MIN (delay, G_MAXUINT), cdn_delayed_answer, d);
+    return;
+  }
+  cdn_answer (msg, path);
+}
+
+static void
+cdn_answer (SoupServerMessage * msg, const char *path)
+{
+  const gchar *method = soup_server_message_get_method (msg);
+  SoupMessageHeaders *req = soup_server_message_get_request_headers (msg);
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+  g_autofree gchar *range = g_strdup (soup_message_headers_get_one (req,
+          "Range"));
+  const gchar *if_range = soup_message_headers_get_one (req, "If-Range");
+  g_auto (GStrv) parts = NULL;
+  g_autofree gchar *content_range = NULL, *etag = NULL, *modified = NULL;
+  g_autoptr (GBytes) data = NULL;
+  Task *t = NULL;
+  const gchar *name = NULL;
+  guint64 total, start = 0, end = 0;
+  gint64 drop = FAULT (DROP_DOWNLOAD_AT), status;
+  RangeResult rr;
 
   if (!rate_limit (&sim.cdn_rate, msg)) {
     reply_error (msg, 429, NULL);
@@ -2213,13 +2313,20 @@ cdn_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
     return;
   }
 
-  data = t->render->data;
+  data = cdn_version (t, &etag, &modified);
   total = g_bytes_get_size (data);
   soup_message_headers_replace (resp, "Content-Type",
       g_str_has_suffix (name, ".png") ? "image/png" : "video/mp4");
-  soup_message_headers_replace (resp, "Accept-Ranges", "bytes");
+  soup_message_headers_replace (resp, "ETag", etag);
+  soup_message_headers_replace (resp, "Last-Modified", modified);
+  if (!FAULT (IGNORE_RANGE))
+    soup_message_headers_replace (resp, "Accept-Ranges", "bytes");
   /* keep libsoup's own Range handling out of the way */
   soup_message_headers_remove (req, "Range");
+  /* a Range for another version of the file is void (RFC 9110 13.1.5) */
+  if (FAULT (IGNORE_RANGE) || (if_range && g_strcmp0 (if_range, etag)
+          && g_strcmp0 (if_range, modified)))
+    g_clear_pointer (&range, g_free);
 
   /* ranges only apply to GET (RFC 9110) */
   rr = method == SOUP_METHOD_GET ?
