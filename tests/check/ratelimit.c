@@ -234,7 +234,8 @@ many_sources (guint n, const gchar * props)
 
   for (i = 0; i < n; i++)
     g_string_append_printf (desc, "grokimaginesrc base-url=%s api-key="
-        SIM_KEY " poll-interval=50 prompt=many-jobs %s ! fakesink ",
+        SIM_KEY " poll-interval=50 share-tasks=false prompt=many-jobs %s "
+        "! fakesink ",
         sim_api_url (sim), props);
   return g_string_free (desc, FALSE);
 }
