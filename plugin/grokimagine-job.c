@@ -885,7 +885,7 @@ grok_imagine_job_commit_result (GrokImagineJob * job, const gchar * tmp_path,
   g_autoptr (GError) err = NULL;
 
   if (!grok_imagine_journal_commit_result (job->journal, job->result_index,
-          tmp_path, &job->stored_size, error))
+          job->task_id, tmp_path, &job->stored_size, error))
     return FALSE;
   *size = job->stored_size;
   if (!grok_imagine_journal_evict (job->journal, job->cache_max_size,

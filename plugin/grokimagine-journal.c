@@ -605,7 +605,8 @@ grok_imagine_journal_create_result (GrokImagineJournal * j, guint index,
 
 gboolean
 grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
-    const gchar * tmp_path, guint64 * size, GError ** error)
+    const gchar * task_id, const gchar * tmp_path, guint64 * size,
+    GError ** error)
 {
   g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
   g_autoptr (GrokImagineEntry) entry = NULL;
@@ -632,6 +633,12 @@ grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
     if (error && *error == NULL)
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "The journal "
           "entry '%s' does not list result %u", j->entry_path, index);
+  } else if (g_strcmp0 (entry->task_id, task_id) != 0) {
+    /* another run (refresh=true) put its task there since: its results
+     * are not ours to replace */
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "The journal entry "
+        "'%s' now holds task %s, not %s", j->entry_path, entry->task_id,
+        task_id);
   } else if (g_rename (tmp_path, path) != 0) {
     int e = errno;
 

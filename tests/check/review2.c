@@ -1,0 +1,194 @@
+/* Holes found by a second hostile review of the pay-once and spend
+ * promises: what a superseded task may still write, what a task given by id
+ * teaches the task table, and which files of a shared cache folder are the
+ * journal's to remove. */
+#include "common.h"
+
+#include <string.h>
+
+#include "grokimagine-job.h"
+#include "grokimagine-journal.h"
+
+static gchar *cache_dir;
+static GrokImagineHttp http;
+static GrokImagineClient *client;
+static GCancellable *cancelled;
+
+static void
+fresh (void)
+{
+  setup ();
+  g_clear_object (&cancelled);
+  cancelled = g_cancellable_new ();
+  g_free (cache_dir);
+  cache_dir = g_dir_make_tmp ("grokimagine-review2-XXXXXX", NULL);
+  fail_unless (cache_dir != NULL);
+  g_clear_pointer (&client, grok_imagine_client_free);
+  g_clear_object (&http.session);
+  http.session = soup_session_new_with_options ("timeout", 5, NULL);
+  http.ssl_strict = TRUE;
+  http.retries = 2;
+  client = grok_imagine_client_new (&http, GROK_IMAGINE_API_V1,
+      sim_api_url (sim), SIM_KEY, NULL);
+  fail_unless (client != NULL);
+}
+
+static void
+cleanup (void)
+{
+  g_autoptr (GDir) d = g_dir_open (cache_dir, 0, NULL);
+  const gchar *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    g_autofree gchar *path = g_build_filename (cache_dir, name, NULL);
+
+    g_unlink (path);
+  }
+  g_rmdir (cache_dir);
+  teardown ();
+  g_clear_pointer (&client, grok_imagine_client_free);
+  g_clear_object (&http.session);
+}
+
+static void
+on_event (GrokImagineJobEvent event, const gchar * task_id,
+    const GrokImagineStatus * st, const gchar * text, gpointer user_data)
+{
+}
+
+typedef struct
+{
+  GrokImagineRequest req;
+  GrokImagineJobSettings s;
+} Spec;
+
+/* Each test its own prompt: the task table lives as long as the process */
+static void
+spec_init (Spec * spec, const gchar * prompt, gboolean journal)
+{
+  memset (spec, 0, sizeof (*spec));
+  spec->req.api = GROK_IMAGINE_API_V1;
+  spec->req.prompt = g_strdup (prompt);
+  spec->req.mode = g_strdup ("fun");
+  spec->req.ratio = g_strdup ("1:1");
+  spec->s.req = &spec->req;
+  spec->s.poll_interval = 50;
+  spec->s.timeout = 60;
+  spec->s.share = TRUE;
+  spec->s.api_key = SIM_KEY;
+  spec->s.cache_dir = journal ? cache_dir : NULL;
+}
+
+static void
+spec_clear (Spec * spec)
+{
+  grok_imagine_request_clear (&spec->req);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Spec, spec_clear);
+
+static GrokImagineJob *
+job_new (Spec * spec)
+{
+  g_autoptr (GError) err = NULL;
+  GrokImagineJob *job = grok_imagine_job_new (client, &spec->s, on_event,
+      NULL, &err);
+
+  fail_unless (job != NULL, "%s", err ? err->message : "");
+  return job;
+}
+
+static void
+job_run_ok (GrokImagineJob * job)
+{
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+  g_autoptr (GError) err = NULL;
+
+  fail_unless (grok_imagine_job_run (job, c, NULL, &err), "%s",
+      err ? err->message : "");
+}
+
+/* Runs a new job of @spec to its end; its task id */
+static gchar *
+run_ok (Spec * spec)
+{
+  g_autoptr (GrokImagineJob) job = job_new (spec);
+
+  job_run_ok (job);
+  return g_strdup (grok_imagine_job_get_task_id (job));
+}
+
+/* Stores @data as the job's result, as the element's download does */
+static gboolean
+store (GrokImagineJob * job, const gchar * data)
+{
+  g_autofree gchar *tmp = NULL;
+  g_autoptr (GOutputStream) out = grok_imagine_job_create_result (job, &tmp,
+      NULL);
+  guint64 size;
+
+  fail_unless (out != NULL);
+  fail_unless (g_output_stream_write_all (out, data, strlen (data), NULL,
+          NULL, NULL));
+  fail_unless (g_output_stream_close (out, NULL, NULL));
+  return grok_imagine_job_commit_result (job, tmp, &size, NULL);
+}
+
+/* An older take still downloading when refresh=true stored a new one: its
+ * bytes must not replace the new task's result, or every later run serves
+ * the old video as the new task, with no error */
+GST_START_TEST (test_superseded_result_not_stored)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJob) old = NULL, fresh_take = NULL, again = NULL;
+  g_autofree gchar *path = NULL, *data = NULL;
+  guint64 size = 0;
+
+  spec_init (&spec, "review2: superseded take", TRUE);
+  old = job_new (&spec);
+  job_run_ok (old);
+  /* the old take's download is still under way when ... */
+  spec.s.refresh = TRUE;
+  fresh_take = job_new (&spec);
+  job_run_ok (fresh_take);
+  fail_if (g_strcmp0 (grok_imagine_job_get_task_id (old),
+          grok_imagine_job_get_task_id (fresh_take)) == 0);
+  fail_unless (store (fresh_take, "the new take"));
+  /* ... it ends */
+  fail_if (store (old, "the old take"));
+
+  spec.s.refresh = FALSE;
+  again = job_new (&spec);
+  job_run_ok (again);
+  fail_unless_equals_string (grok_imagine_job_get_task_id (again),
+      grok_imagine_job_get_task_id (fresh_take));
+  path = grok_imagine_job_get_stored_result (again, &size);
+  fail_unless (path != NULL);
+  fail_unless (g_file_get_contents (path, &data, NULL, NULL));
+  fail_unless_equals_string (data, "the new take");
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+}
+
+GST_END_TEST;
+
+static gpointer
+run_until_cancelled (gpointer job)
+{
+  return GINT_TO_POINTER (grok_imagine_job_run (job, cancelled, NULL, NULL));
+}
+
+static Suite *
+review2_suite (void)
+{
+  Suite *s = suite_create ("grokimagine-review2");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_set_timeout (tc, 120);
+  tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
+  tcase_add_checked_fixture (tc, fresh, cleanup);
+  tcase_add_test (tc, test_superseded_result_not_stored);
+  return s;
+}
+
+GST_CHECK_MAIN (review2);
