@@ -171,11 +171,74 @@ GST_START_TEST (test_superseded_result_not_stored)
 
 GST_END_TEST;
 
+/* task-id=<id> on an element that also has a prompt: that task is not
+ * known to belong to the prompt, so the table must not learn it as the
+ * prompt's task; else the prompt alone, later in the process, serves
+ * another prompt's video */
+GST_START_TEST (test_given_task_not_learnt)
+{
+  g_auto (Spec) mine;
+  g_auto (Spec) other;
+  g_autofree gchar *mine_task = NULL, *other_task = NULL, *again = NULL;
+
+  spec_init (&mine, "review2: a cat", FALSE);
+  spec_init (&other, "review2: a dog", FALSE);
+  mine_task = run_ok (&mine);
+  other_task = run_ok (&other);
+
+  mine.s.task_id = other_task;
+  g_free (run_ok (&mine));
+  mine.s.task_id = NULL;
+
+  again = run_ok (&mine);
+  fail_unless_equals_string (again, mine_task);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+}
+
+GST_END_TEST;
+
 static gpointer
 run_until_cancelled (gpointer job)
 {
   return GINT_TO_POINTER (grok_imagine_job_run (job, cancelled, NULL, NULL));
 }
+
+/* refresh=true puts the new take in the table; an older take of the same
+ * request that ends later must not put itself back */
+GST_START_TEST (test_older_take_leaves_table)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJob) old = NULL;
+  g_autofree gchar *new_task = NULL, *again = NULL;
+  g_autoptr (GError) err = NULL;
+
+  GThread *thread;
+
+  spec_init (&spec, "review2: older take", FALSE);
+  old = job_new (&spec);
+  /* the old take is submitted, then stopped in its polls (a flush) */
+  thread = g_thread_new ("old take", run_until_cancelled, old);
+  if (!sim_stat_reaches ("status_requests", 1))
+    g_cancellable_cancel (cancelled);
+  g_cancellable_cancel (cancelled);
+  fail_if (g_thread_join (thread));
+  fail_unless (grok_imagine_job_get_task_id (old) != NULL);
+
+  spec.s.refresh = TRUE;
+  new_task = run_ok (&spec);
+  spec.s.refresh = FALSE;
+
+  /* the old take goes on to its end */
+  g_cancellable_reset (cancelled);
+  fail_unless (grok_imagine_job_run (old, cancelled, NULL, &err), "%s",
+      err ? err->message : "");
+
+  again = run_ok (&spec);
+  fail_unless_equals_string (again, new_task);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+}
+
+GST_END_TEST;
 
 static Suite *
 review2_suite (void)
@@ -188,6 +251,8 @@ review2_suite (void)
   tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
   tcase_add_checked_fixture (tc, fresh, cleanup);
   tcase_add_test (tc, test_superseded_result_not_stored);
+  tcase_add_test (tc, test_given_task_not_learnt);
+  tcase_add_test (tc, test_older_take_leaves_table);
   return s;
 }
 
