@@ -62,6 +62,34 @@ grok_imagine_journal_key (const gchar * api, const gchar * base_url,
   return g_strdup (g_checksum_get_string (sum));
 }
 
+/* Whether @name starts with a key of ours (KEY_LENGTH lower-case hex
+ * digits) and a dot: what the folder holds beside its own files, as a
+ * folder shared with other programs also holds their yarn.lock or
+ * notes.result, which are never removed */
+static gboolean
+has_key_prefix (const gchar * name)
+{
+  guint i;
+
+  for (i = 0; i < KEY_LENGTH; i++)
+    if (!g_ascii_isxdigit (name[i]) || g_ascii_isupper (name[i]))
+      return FALSE;
+  return name[KEY_LENGTH] == '.';
+}
+
+/* Whether @name is <key>.<index>.result */
+static gboolean
+is_result_name (const gchar * name)
+{
+  const gchar *index = name + KEY_LENGTH + 1;
+  gchar *end;
+
+  if (!has_key_prefix (name) || !g_ascii_isdigit (*index))
+    return FALSE;
+  g_ascii_strtoull (index, &end, 10);
+  return g_str_equal (end, RESULT_SUFFIX);
+}
+
 /* Removes the temporary files of processes that no longer run: a kill
  * during a write leaves one behind */
 static void
@@ -102,7 +130,7 @@ remove_stale_locks (const gchar * dir)
     g_autofree gchar *path = NULL;
     int fd;
 
-    if (!g_str_has_suffix (name, ".lock") || g_str_equal (name, FOLDER_LOCK))
+    if (!has_key_prefix (name) || !g_str_equal (name + KEY_LENGTH, ".lock"))
       continue;
     path = g_build_filename (dir, name, NULL);
     fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
@@ -843,8 +871,7 @@ grok_imagine_journal_evict (GrokImagineJournal * j, guint64 max_size,
     if (g_lstat (path, &st) != 0 || !S_ISREG (st.st_mode))
       continue;
     total += st.st_size;
-    if (g_str_has_suffix (name, RESULT_SUFFIX) && !strstr (name, TMP_MARK)
-        && !g_str_equal (name, keep)) {
+    if (is_result_name (name) && !g_str_equal (name, keep)) {
       Stored r = { g_steal_pointer (&path), st.st_mtim.tv_sec *
             G_GINT64_CONSTANT (1000000000) + st.st_mtim.tv_nsec, st.st_size
       };
@@ -876,15 +903,7 @@ grok_imagine_journal_touch_result (GrokImagineJournal * j, guint index)
 static gboolean
 is_entry_name (const gchar * name)
 {
-  guint i;
-
-  if (strlen (name) != KEY_LENGTH + strlen (".json")
-      || !g_str_has_suffix (name, ".json"))
-    return FALSE;
-  for (i = 0; i < KEY_LENGTH; i++)
-    if (!g_ascii_isxdigit (name[i]) || g_ascii_isupper (name[i]))
-      return FALSE;
-  return TRUE;
+  return has_key_prefix (name) && g_str_equal (name + KEY_LENGTH, ".json");
 }
 
 static gint

@@ -240,6 +240,33 @@ GST_START_TEST (test_older_take_leaves_table)
 
 GST_END_TEST;
 
+/* A cache folder shared with other programs: their files that merely end
+ * like the journal's (.lock, .result) are not the journal's to remove */
+GST_START_TEST (test_foreign_files_kept)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJob) job = NULL, again = NULL;
+  g_autofree gchar *lock = g_build_filename (cache_dir, "yarn.lock", NULL);
+  g_autofree gchar *result = g_build_filename (cache_dir, "notes.result",
+      NULL);
+
+  fail_unless (g_file_set_contents (lock, "a lock file of another tool", -1,
+          NULL));
+  fail_unless (g_file_set_contents (result, "a person's notes", -1, NULL));
+  spec_init (&spec, "review2: shared folder", TRUE);
+  spec.s.cache_max_size = 1;
+  job = job_new (&spec);
+  job_run_ok (job);
+  fail_unless (store (job, "a result larger than the folder may take"));
+  again = job_new (&spec);
+  fail_unless (g_file_test (lock, G_FILE_TEST_EXISTS));
+  fail_unless (g_file_test (result, G_FILE_TEST_EXISTS));
+  g_unlink (lock);
+  g_unlink (result);
+}
+
+GST_END_TEST;
+
 static Suite *
 review2_suite (void)
 {
@@ -253,6 +280,7 @@ review2_suite (void)
   tcase_add_test (tc, test_superseded_result_not_stored);
   tcase_add_test (tc, test_given_task_not_learnt);
   tcase_add_test (tc, test_older_take_leaves_table);
+  tcase_add_test (tc, test_foreign_files_kept);
   return s;
 }
 
