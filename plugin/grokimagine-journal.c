@@ -772,6 +772,16 @@ write_ledger (const gchar * dir, gint64 total, GError ** error)
   return replace_file (path, json, strlen (json), error);
 }
 
+/* @total + @delta, kept within 0 and G_MAXINT64: a ledger edited by hand
+ * to a huge figure stays at the most it can count, never wraps to 0 */
+static gint64
+credits_add (gint64 total, gint64 delta)
+{
+  if (delta > 0 && total > G_MAXINT64 - delta)
+    return G_MAXINT64;
+  return MAX (total + delta, 0);
+}
+
 gboolean
 grok_imagine_journal_charge (GrokImagineJournal * j, gint64 price,
     guint64 cap, gint64 deadline, GCancellable * cancellable, gint64 * total,
@@ -785,10 +795,10 @@ grok_imagine_journal_charge (GrokImagineJournal * j, gint64 price,
   if (fd < 0)
     return FALSE;
   ok = grok_imagine_dir_read_ledger (j->dir, total, error);
-  if (ok && (cap == 0 || (guint64) (*total + price) <= cap)) {
-    ok = write_ledger (j->dir, *total + price, error);
+  if (ok && (cap == 0 || (guint64) credits_add (*total, price) <= cap)) {
+    ok = write_ledger (j->dir, credits_add (*total, price), error);
     if (ok) {
-      *total += price;
+      *total = credits_add (*total, price);
       *charged = TRUE;
     }
   }
@@ -808,9 +818,9 @@ grok_imagine_journal_credit (GrokImagineJournal * j, gint64 delta,
   if (fd < 0)
     return FALSE;
   ok = grok_imagine_dir_read_ledger (j->dir, total, error)
-      && write_ledger (j->dir, MAX (*total + delta, 0), error);
+      && write_ledger (j->dir, credits_add (*total, delta), error);
   if (ok)
-    *total = MAX (*total + delta, 0);
+    *total = credits_add (*total, delta);
   unlock_folder (fd);
   return ok;
 }

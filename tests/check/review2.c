@@ -4,6 +4,7 @@
  * journal's to remove. */
 #include "common.h"
 
+#include <json-glib/json-glib.h>
 #include <string.h>
 
 #include "grokimagine-job.h"
@@ -267,6 +268,86 @@ GST_START_TEST (test_foreign_files_kept)
 
 GST_END_TEST;
 
+/* The ledger's total after a job */
+static gint64
+ledger (void)
+{
+  gint64 total = -1;
+
+  fail_unless (grok_imagine_dir_read_ledger (cache_dir, &total, NULL));
+  return total;
+}
+
+static void
+set_ledger (const gchar * credits)
+{
+  g_autofree gchar *path = g_build_filename (cache_dir, "journal.ledger",
+      NULL);
+  g_autofree gchar *json = g_strdup_printf ("{\"version\": 1, "
+      "\"credits\": %s}", credits);
+
+  fail_unless (g_file_set_contents (path, json, -1, NULL));
+}
+
+/* A task's end reporting a figure no task costs: the ledger's correction
+ * wrapped past G_MAXINT64 and was clamped to 0, so max-credits let every
+ * later job through */
+GST_START_TEST (test_absurd_reported_credits)
+{
+  g_auto (Spec) spec;
+  g_auto (Spec) next;
+  g_autoptr (GrokImagineJob) job = NULL;
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+  g_autoptr (GError) err = NULL;
+  g_autofree gchar *body = g_strdup_printf ("{\"code\": 200, \"message\": "
+      "\"success\", \"data\": {\"task_id\": \"task_1\", \"status\": "
+      "\"completed\", \"consumed_credits\": %" G_GINT64_FORMAT ", "
+      "\"response\": [\"%s/x.mp4\"]}}", G_MAXINT64, sim_cdn_url (sim));
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) faults = NULL;
+  g_autofree gchar *faults_json = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "status_body");
+  json_builder_add_string_value (b, body);
+  json_builder_end_object (b);
+  faults = json_builder_get_root (b);
+  faults_json = json_to_string (faults, FALSE);
+  set_ledger ("100");
+  fail_unless (sim_set_faults (sim, faults_json));
+  spec_init (&spec, "review2: absurd credits", TRUE);
+  g_free (run_ok (&spec));
+  fail_unless (ledger () >= 140, "ledger %" G_GINT64_FORMAT, ledger ());
+
+  fail_unless (sim_reset (sim));
+  spec_init (&next, "review2: after absurd credits", TRUE);
+  next.s.max_credits = 150;
+  job = job_new (&next);
+  fail_if (grok_imagine_job_run (job, c, NULL, &err));
+  fail_unless (g_error_matches (err, GROK_IMAGINE_ERROR,
+          GROK_IMAGINE_ERROR_CREDIT_CAP), "%s", err ? err->message : "");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+}
+
+GST_END_TEST;
+
+/* A ledger edited by hand to a huge figure: the next job wrapped it to a
+ * negative total, which every later run then called damaged */
+GST_START_TEST (test_huge_ledger_saturates)
+{
+  g_auto (Spec) spec;
+  g_autofree gchar *near = g_strdup_printf ("%" G_GINT64_FORMAT,
+      G_MAXINT64 - 10);
+
+  set_ledger (near);
+  spec_init (&spec, "review2: huge ledger", TRUE);
+  g_free (run_ok (&spec));
+  fail_unless (ledger () == G_MAXINT64, "ledger %" G_GINT64_FORMAT,
+      ledger ());
+}
+
+GST_END_TEST;
+
 static Suite *
 review2_suite (void)
 {
@@ -281,6 +362,8 @@ review2_suite (void)
   tcase_add_test (tc, test_given_task_not_learnt);
   tcase_add_test (tc, test_older_take_leaves_table);
   tcase_add_test (tc, test_foreign_files_kept);
+  tcase_add_test (tc, test_absurd_reported_credits);
+  tcase_add_test (tc, test_huge_ledger_saturates);
   return s;
 }
 
