@@ -117,6 +117,17 @@ remove_stale_temporaries (const gchar * dir)
   }
 }
 
+/* Whether @path still names the file open as @fd: a holder removes its
+ * lock file on unlock, and the next one may have made a new one since */
+static gboolean
+still_named (int fd, const gchar * path)
+{
+  GStatBuf held, now;
+
+  return fstat (fd, &held) == 0 && g_stat (path, &now) == 0
+      && held.st_ino == now.st_ino && held.st_dev == now.st_dev;
+}
+
 /* Removes the entry lock files nobody holds: a killed run leaves its own.
  * One that is being waited on is safe to remove: its waiter, once it has
  * the lock, sees that the file is gone and opens it anew. */
@@ -136,8 +147,11 @@ remove_stale_locks (const gchar * dir)
     fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0)
       continue;
+    /* the file opened may have been released and replaced by a new one,
+     * held by its next holder, before the flock(): never remove that */
     if (flock (fd, LOCK_EX | LOCK_NB) == 0) {
-      g_unlink (path);
+      if (still_named (fd, path))
+        g_unlink (path);
       flock (fd, LOCK_UN);
     }
     close (fd);
@@ -210,7 +224,6 @@ lock_path (const gchar * path, gint64 deadline, GCancellable * cancellable,
 {
   for (;;) {
     int fd = g_open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    GStatBuf held, now;
 
     if (fd < 0) {
       int e = errno;
@@ -239,8 +252,7 @@ lock_path (const gchar * path, gint64 deadline, GCancellable * cancellable,
         return -1;
       }
     }
-    if (fstat (fd, &held) == 0 && g_stat (path, &now) == 0
-        && held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+    if (still_named (fd, path))
       return fd;
     close (fd);
   }
