@@ -225,7 +225,8 @@ GST_END_TEST;
 
 /* --- many elements on one limited key ------------------------------------- */
 
-/* @n sources on the simulator's key with @props, each into a fakesink */
+/* @n sources on the simulator's key with @props, each into a fakesink;
+ * each its own job (the same request would share one task) */
 static gchar *
 many_sources (guint n, const gchar * props)
 {
@@ -234,7 +235,8 @@ many_sources (guint n, const gchar * props)
 
   for (i = 0; i < n; i++)
     g_string_append_printf (desc, "grokimaginesrc base-url=%s api-key="
-        SIM_KEY " poll-interval=50 prompt=many-jobs %s ! fakesink ",
+        SIM_KEY " poll-interval=50 share-tasks=false prompt=many-jobs %s "
+        "! fakesink ",
         sim_api_url (sim), props);
   return g_string_free (desc, FALSE);
 }
