@@ -487,7 +487,10 @@ grok_imagine_parse_status (GrokImagineApi api, const gchar * body, gsize len,
   if (credits && JSON_NODE_HOLDS_VALUE (credits)) {
     GType t = json_node_get_value_type (credits);
 
-    if (t == G_TYPE_INT64)
+    /* as the doubles: a figure no task costs is no report (it would take
+     * the ledger past what it can count) */
+    if (t == G_TYPE_INT64 && json_node_get_int (credits) >= 0
+        && json_node_get_int (credits) < G_GINT64_CONSTANT (1000000000000000))
       st->consumed_credits = json_node_get_int (credits);
     else if (t == G_TYPE_DOUBLE && json_node_get_double (credits) >= 0
         && json_node_get_double (credits) < 1e15)

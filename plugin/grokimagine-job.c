@@ -150,6 +150,25 @@ table_set (GrokImagineJob * job, const GrokImagineEntry * e)
   g_mutex_unlock (&table_lock);
 }
 
+/* What became of our task, unless another element has put another task
+ * (refresh=true) or its submit there since, as the journal's record() */
+static void
+table_record (GrokImagineJob * job, const GrokImagineEntry * e)
+{
+  GrokImagineEntry *now;
+
+  /* a task given by id is not known to be one of this request */
+  if (job->given_task_id)
+    return;
+  g_mutex_lock (&table_lock);
+  now = g_hash_table_lookup (table, job->table_key);
+  if (now == NULL || g_strcmp0 (now->task_id, e->task_id) == 0
+      || (now->task_id == NULL && now->state != GROK_IMAGINE_ENTRY_SUBMITTING))
+    g_hash_table_replace (table, g_strdup (job->table_key), entry_copy (e));
+  g_cond_broadcast (&table_cond);
+  g_mutex_unlock (&table_lock);
+}
+
 /* --- records ---------------------------------------------------------------- */
 
 static void
@@ -186,7 +205,7 @@ record (GrokImagineJob * job, const GrokImagineEntry * e)
   g_autoptr (GrokImagineEntry) now = NULL;
   g_autoptr (GError) err = NULL;
 
-  table_set (job, e);
+  table_record (job, e);
   if (job->journal == NULL)
     return;
   if (!grok_imagine_journal_lock (job->journal, g_get_monotonic_time () +
@@ -885,7 +904,7 @@ grok_imagine_job_commit_result (GrokImagineJob * job, const gchar * tmp_path,
   g_autoptr (GError) err = NULL;
 
   if (!grok_imagine_journal_commit_result (job->journal, job->result_index,
-          tmp_path, &job->stored_size, error))
+          job->task_id, tmp_path, &job->stored_size, error))
     return FALSE;
   *size = job->stored_size;
   if (!grok_imagine_journal_evict (job->journal, job->cache_max_size,

@@ -62,6 +62,34 @@ grok_imagine_journal_key (const gchar * api, const gchar * base_url,
   return g_strdup (g_checksum_get_string (sum));
 }
 
+/* Whether @name starts with a key of ours (KEY_LENGTH lower-case hex
+ * digits) and a dot: what the folder holds beside its own files, as a
+ * folder shared with other programs also holds their yarn.lock or
+ * notes.result, which are never removed */
+static gboolean
+has_key_prefix (const gchar * name)
+{
+  guint i;
+
+  for (i = 0; i < KEY_LENGTH; i++)
+    if (!g_ascii_isxdigit (name[i]) || g_ascii_isupper (name[i]))
+      return FALSE;
+  return name[KEY_LENGTH] == '.';
+}
+
+/* Whether @name is <key>.<index>.result */
+static gboolean
+is_result_name (const gchar * name)
+{
+  const gchar *index = name + KEY_LENGTH + 1;
+  gchar *end;
+
+  if (!has_key_prefix (name) || !g_ascii_isdigit (*index))
+    return FALSE;
+  g_ascii_strtoull (index, &end, 10);
+  return g_str_equal (end, RESULT_SUFFIX);
+}
+
 /* Removes the temporary files of processes that no longer run: a kill
  * during a write leaves one behind */
 static void
@@ -89,6 +117,17 @@ remove_stale_temporaries (const gchar * dir)
   }
 }
 
+/* Whether @path still names the file open as @fd: a holder removes its
+ * lock file on unlock, and the next one may have made a new one since */
+static gboolean
+still_named (int fd, const gchar * path)
+{
+  GStatBuf held, now;
+
+  return fstat (fd, &held) == 0 && g_stat (path, &now) == 0
+      && held.st_ino == now.st_ino && held.st_dev == now.st_dev;
+}
+
 /* Removes the entry lock files nobody holds: a killed run leaves its own.
  * One that is being waited on is safe to remove: its waiter, once it has
  * the lock, sees that the file is gone and opens it anew. */
@@ -102,14 +141,17 @@ remove_stale_locks (const gchar * dir)
     g_autofree gchar *path = NULL;
     int fd;
 
-    if (!g_str_has_suffix (name, ".lock") || g_str_equal (name, FOLDER_LOCK))
+    if (!has_key_prefix (name) || !g_str_equal (name + KEY_LENGTH, ".lock"))
       continue;
     path = g_build_filename (dir, name, NULL);
     fd = g_open (path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0)
       continue;
+    /* the file opened may have been released and replaced by a new one,
+     * held by its next holder, before the flock(): never remove that */
     if (flock (fd, LOCK_EX | LOCK_NB) == 0) {
-      g_unlink (path);
+      if (still_named (fd, path))
+        g_unlink (path);
       flock (fd, LOCK_UN);
     }
     close (fd);
@@ -182,7 +224,6 @@ lock_path (const gchar * path, gint64 deadline, GCancellable * cancellable,
 {
   for (;;) {
     int fd = g_open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    GStatBuf held, now;
 
     if (fd < 0) {
       int e = errno;
@@ -211,8 +252,7 @@ lock_path (const gchar * path, gint64 deadline, GCancellable * cancellable,
         return -1;
       }
     }
-    if (fstat (fd, &held) == 0 && g_stat (path, &now) == 0
-        && held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+    if (still_named (fd, path))
       return fd;
     close (fd);
   }
@@ -605,7 +645,8 @@ grok_imagine_journal_create_result (GrokImagineJournal * j, guint index,
 
 gboolean
 grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
-    const gchar * tmp_path, guint64 * size, GError ** error)
+    const gchar * task_id, const gchar * tmp_path, guint64 * size,
+    GError ** error)
 {
   g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
   g_autoptr (GrokImagineEntry) entry = NULL;
@@ -632,6 +673,12 @@ grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
     if (error && *error == NULL)
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "The journal "
           "entry '%s' does not list result %u", j->entry_path, index);
+  } else if (g_strcmp0 (entry->task_id, task_id) != 0) {
+    /* another run (refresh=true) put its task there since: its results
+     * are not ours to replace */
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "The journal entry "
+        "'%s' now holds task %s, not %s", j->entry_path, entry->task_id,
+        task_id);
   } else if (g_rename (tmp_path, path) != 0) {
     int e = errno;
 
@@ -737,6 +784,16 @@ write_ledger (const gchar * dir, gint64 total, GError ** error)
   return replace_file (path, json, strlen (json), error);
 }
 
+/* @total + @delta, kept within 0 and G_MAXINT64: a ledger edited by hand
+ * to a huge figure stays at the most it can count, never wraps to 0 */
+static gint64
+credits_add (gint64 total, gint64 delta)
+{
+  if (delta > 0 && total > G_MAXINT64 - delta)
+    return G_MAXINT64;
+  return MAX (total + delta, 0);
+}
+
 gboolean
 grok_imagine_journal_charge (GrokImagineJournal * j, gint64 price,
     guint64 cap, gint64 deadline, GCancellable * cancellable, gint64 * total,
@@ -750,10 +807,10 @@ grok_imagine_journal_charge (GrokImagineJournal * j, gint64 price,
   if (fd < 0)
     return FALSE;
   ok = grok_imagine_dir_read_ledger (j->dir, total, error);
-  if (ok && (cap == 0 || (guint64) (*total + price) <= cap)) {
-    ok = write_ledger (j->dir, *total + price, error);
+  if (ok && (cap == 0 || (guint64) credits_add (*total, price) <= cap)) {
+    ok = write_ledger (j->dir, credits_add (*total, price), error);
     if (ok) {
-      *total += price;
+      *total = credits_add (*total, price);
       *charged = TRUE;
     }
   }
@@ -773,9 +830,9 @@ grok_imagine_journal_credit (GrokImagineJournal * j, gint64 delta,
   if (fd < 0)
     return FALSE;
   ok = grok_imagine_dir_read_ledger (j->dir, total, error)
-      && write_ledger (j->dir, MAX (*total + delta, 0), error);
+      && write_ledger (j->dir, credits_add (*total, delta), error);
   if (ok)
-    *total = MAX (*total + delta, 0);
+    *total = credits_add (*total, delta);
   unlock_folder (fd);
   return ok;
 }
@@ -836,8 +893,7 @@ grok_imagine_journal_evict (GrokImagineJournal * j, guint64 max_size,
     if (g_lstat (path, &st) != 0 || !S_ISREG (st.st_mode))
       continue;
     total += st.st_size;
-    if (g_str_has_suffix (name, RESULT_SUFFIX) && !strstr (name, TMP_MARK)
-        && !g_str_equal (name, keep)) {
+    if (is_result_name (name) && !g_str_equal (name, keep)) {
       Stored r = { g_steal_pointer (&path), st.st_mtim.tv_sec *
             G_GINT64_CONSTANT (1000000000) + st.st_mtim.tv_nsec, st.st_size
       };
@@ -869,15 +925,7 @@ grok_imagine_journal_touch_result (GrokImagineJournal * j, guint index)
 static gboolean
 is_entry_name (const gchar * name)
 {
-  guint i;
-
-  if (strlen (name) != KEY_LENGTH + strlen (".json")
-      || !g_str_has_suffix (name, ".json"))
-    return FALSE;
-  for (i = 0; i < KEY_LENGTH; i++)
-    if (!g_ascii_isxdigit (name[i]) || g_ascii_isupper (name[i]))
-      return FALSE;
-  return TRUE;
+  return has_key_prefix (name) && g_str_equal (name + KEY_LENGTH, ".json");
 }
 
 static gint

@@ -85,9 +85,11 @@ gboolean grok_imagine_journal_remove (GrokImagineJournal * journal,
 GOutputStream *grok_imagine_journal_create_result (GrokImagineJournal *
     journal, guint index, gchar ** tmp_path, GError ** error);
 /* Moves the finished temporary file into place and records its size in the
- * entry (under the entry's lock). An empty file is refused and removed. */
+ * entry (under the entry's lock). An empty file is refused and removed, and
+ * so is the result of a task the entry no longer holds (@task_id). */
 gboolean grok_imagine_journal_commit_result (GrokImagineJournal * journal,
-    guint index, const gchar * tmp_path, guint64 * size, GError ** error);
+    guint index, const gchar * task_id, const gchar * tmp_path,
+    guint64 * size, GError ** error);
 /* The size of stored result @index when its file is whole, else 0 */
 guint64 grok_imagine_journal_stored_size (GrokImagineJournal * journal,
     const GrokImagineEntry * entry, guint index);

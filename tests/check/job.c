@@ -265,9 +265,8 @@ GST_START_TEST (test_cancel_before_post_left)
   spec.s.timeout = 600;
   fail_unless (sim_set_faults (sim, "{\"rate_limit\": 1, "
           "\"rate_window_ms\": 20000}"));
-  /* the one request of the window */
-  /* with the key: the simulator keeps a window per key */
-  soup_message_headers_append (soup_message_get_request_headers (msg),
+  /* the one request of the key's window */
+  soup_message_headers_replace (soup_message_get_request_headers (msg),
       "Authorization", "Bearer " SIM_KEY);
   body = soup_session_send_and_read (http.session, msg, NULL, NULL);
   r = running_start (&spec);

@@ -225,7 +225,8 @@ GST_END_TEST;
 
 /* --- many elements on one limited key ------------------------------------- */
 
-/* @n sources on the simulator's key with @props, each into a fakesink */
+/* @n sources on the simulator's key with @props, each into a fakesink;
+ * each its own job (the same request would share one task) */
 static gchar *
 many_sources (guint n, const gchar * props)
 {
