@@ -773,6 +773,25 @@ GST_START_TEST (test_uri_handler)
 
 GST_END_TEST;
 
+/* playbin's stop and play (and gst-play's "previous", looping) make a new
+ * source element for the same URI: it reattaches to the task, one job */
+GST_START_TEST (test_playbin_stop_play_pays_once)
+{
+  const gchar *uri = "grokimagine://?prompt=played%20twice&poll-interval=50";
+  g_autoptr (Run) once = run_playbin (uri, NULL, NULL);
+  g_autoptr (Run) again = NULL;
+
+  assert_ok (once);
+  again = run_playbin (uri, NULL, NULL);
+  assert_ok (again);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  fail_unless_equals_string (gst_structure_get_string (last_task (again),
+          "task-id"), gst_structure_get_string (last_task (once),
+          "task-id"));
+}
+
+GST_END_TEST;
+
 /* playbin (uridecodebin, typefind, qtdemux) plays a grokimagine:// URI */
 GST_START_TEST (test_playbin_uri)
 {
@@ -1061,6 +1080,7 @@ grokimaginesrc_suite (void)
   tcase_add_test (tc, test_paused_is_async);
   tcase_add_test (tc, test_uri_handler);
   tcase_add_test (tc, test_playbin_uri);
+  tcase_add_test (tc, test_playbin_stop_play_pays_once);
   tcase_add_test (tc, test_progress_messages);
   tcase_add_test (tc, test_progress_canceled);
   tcase_add_test (tc, test_tags);
