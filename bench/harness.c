@@ -460,8 +460,10 @@ mode_latency (int argc, char **argv)
       return 1;
     }
     qprompt = g_strescape (prompt, NULL);
+    /* every repetition a job of its own, not the last one's task again */
     desc = g_strdup_printf ("grokimaginesrc base-url=\"%s\" prompt=\"%s\" "
-        "poll-interval=%d ! fakesink name=sink", base_url, qprompt, poll_ms);
+        "poll-interval=%d share-tasks=false ! fakesink name=sink", base_url,
+        qprompt, poll_ms);
     if (!run_setup (&r, desc, FALSE, &err)) {
       g_printerr ("harness latency: %s\n", err->message);
       return 1;
@@ -548,8 +550,10 @@ mode_scale (int argc, char **argv)
     prompt = g_strdup ("scale benchmark");
   raise_fd_limit ();
   qprompt = g_strescape (prompt, NULL);
+  /* N jobs, not one task shared by N elements */
   desc = g_strdup_printf ("grokimaginesrc base-url=\"%s\" prompt=\"%s\" "
-      "poll-interval=%d %s ! fakesink name=sink", base_url, qprompt, poll_ms,
+      "poll-interval=%d share-tasks=false %s ! fakesink name=sink", base_url,
+      qprompt, poll_ms,
       props ? props : "");
 
   /* The baseline: one whole job first, so that the plugin, libsoup, the
