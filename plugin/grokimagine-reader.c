@@ -89,6 +89,7 @@ struct _GrokImagineReader
   gboolean seq_done;
   GQueue recent;                /* Chunk: the last ones of seq, newest last */
   gboolean complete;
+  gboolean settled;             /* COMPLETE was told: the end may be read */
   GError *error;                /* the download failed */
   guint http_status;
   gint percent;
@@ -255,8 +256,15 @@ advance (GrokImagineReader * r, Filler * f, Chunk * c, gsize n)
     tell (r, GROK_IMAGINE_READER_BUFFERING, level);
   if (percent >= 0)
     tell (r, GROK_IMAGINE_READER_PROGRESS, percent);
-  if (complete)
+  if (complete) {
     tell (r, GROK_IMAGINE_READER_COMPLETE, 100);
+    /* only now may a read see the end: whoever waits for EOS sees the
+     * download complete (and stored) first */
+    g_mutex_lock (&r->lock);
+    r->settled = TRUE;
+    g_cond_broadcast (&r->cond);
+    g_mutex_unlock (&r->lock);
+  }
   return !done && !complete;
 }
 
@@ -356,7 +364,7 @@ grok_imagine_reader_new_for_file (int fd, const gchar * path, guint64 size)
   GrokImagineReader *r = reader_new (fd, path, TRUE);
 
   r->size = r->seq.pos = size;
-  r->complete = r->seq_done = TRUE;
+  r->complete = r->seq_done = r->settled = TRUE;
   return r;
 }
 
@@ -422,6 +430,15 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     guint64 want_end, end;
     gint level;
 
+    if (known && offset >= r->size && r->complete && !r->settled
+        && r->error == NULL) {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error)) {
+        ret = -1;
+        break;
+      }
+      g_cond_wait (&r->cond, &r->lock);
+      continue;
+    }
     if (known && offset >= r->size) {
       ret = 0;
       break;
