@@ -3,11 +3,13 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * The result, read at any offset: one sequential download fills a local
- * file from byte 0 in a thread of its own, and reads are served from that
- * file as soon as their bytes are there. A read far beyond what has arrived
- * may open one extra ranged request, whose bytes land in the same file.
- * Memory stays bounded (one chunk per request); the disk holds the result.
- * No GStreamer types.
+ * file from byte 0 in threads of its own (one receives, one writes behind
+ * it, with direct I/O where the file system allows), and reads are served
+ * as soon as their bytes are there: from the chunks still in memory at the
+ * download's edge without a copy, else from the file. A read far beyond
+ * what has arrived may open one extra ranged request, whose bytes land in
+ * the same file. Memory stays bounded (a few chunks); the disk holds the
+ * result. No GStreamer types.
  */
 #pragma once
 
@@ -46,8 +48,10 @@ void grok_imagine_reader_free (GrokImagineReader * reader);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineReader, grok_imagine_reader_free);
 
 /* Bytes [offset, offset + len): waits until they are there, with @fill all
- * of them (up to the end of the result), else at least one. Empty at the
- * end, NULL with @error on failure. The wait ends with G_IO_ERROR_CANCELLED
+ * of them (up to the end of the result), else at least one. Without @fill
+ * (a sequential reader) the last byte comes only once every byte is in the
+ * file and COMPLETE was told: whoever sees the end sees the download's end
+ * first. Empty at the end, NULL with @error on failure. The wait ends with G_IO_ERROR_CANCELLED
  * when @cancellable is cancelled; the download goes on. */
 GBytes *grok_imagine_reader_read (GrokImagineReader * reader, guint64 offset,
     gsize len, gboolean fill, GCancellable * cancellable, GError ** error);

@@ -801,14 +801,15 @@ on_reader_event (GrokImagineReader * reader, GrokImagineReaderEvent event,
         announce_size (self, size);
       break;
     case GROK_IMAGINE_READER_PROGRESS:
-      /* percentages of the bytes that arrived, each once */
+      /* percentages of the bytes that arrived, each once. Each is a step
+       * that is done, not an operation under way: gst-launch holds a
+       * prerolled pipeline in PAUSED until a started operation completes,
+       * and the download runs in the background whatever the pipeline
+       * does, so it must not hold playback until its end. */
       if (percent >= 100 || percent <= self->download_percent)
         break;
-      if (self->download_percent < 0)
-        post_progress (self, GST_PROGRESS_TYPE_START, "download", 0,
-            "Downloading the result of task %s", self->run.task_id);
       self->download_percent = percent;
-      post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "download", percent,
+      post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "download", percent,
           "Downloading the result of task %s: %d%%", self->run.task_id,
           percent);
       break;

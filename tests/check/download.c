@@ -236,19 +236,25 @@ bandwidth_limited (GstElement * src, GstSchedulingFlags * flags)
   return (*flags & GST_SCHEDULING_FLAG_BANDWIDTH_LIMITED) != 0;
 }
 
-/* Pops messages until a "download" progress of @type, bounded in time */
+/* Pops messages until a "download" progress: a step (@done FALSE: a
+ * percent below 100) or the end (@done: 100), bounded in time. Counts in
+ * @open_after_preroll the steps that came while an operation was under
+ * way, as gst-launch reckons it (START or CONTINUE until COMPLETE, CANCELED
+ * or ERROR), once the pipeline prerolled. */
 static void
-wait_for_download (GstElement * pipeline, GstProgressType type)
+wait_for_download_counting (GstElement * pipeline, gboolean done,
+    guint * open_after_preroll)
 {
   GstBus *bus = gst_element_get_bus (pipeline);
   gint64 end = g_get_monotonic_time () + RUN_TIMEOUT_S * G_TIME_SPAN_SECOND;
-  gboolean found = FALSE;
+  gboolean found = FALSE, in_progress = FALSE, prerolled = FALSE;
 
   while (!found && g_get_monotonic_time () < end) {
     GstMessage *msg = gst_bus_timed_pop_filtered (bus, 100 * GST_MSECOND,
-        GST_MESSAGE_PROGRESS | GST_MESSAGE_ERROR);
+        GST_MESSAGE_PROGRESS | GST_MESSAGE_ERROR | GST_MESSAGE_ASYNC_DONE);
     GstProgressType t;
     g_autofree gchar *code = NULL, *text = NULL;
+    gint percent = -1;
 
     if (msg == NULL)
       continue;
@@ -256,14 +262,34 @@ wait_for_download (GstElement * pipeline, GstProgressType type)
       gst_message_unref (msg);
       break;
     }
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ASYNC_DONE) {
+      prerolled = TRUE;
+      gst_message_unref (msg);
+      continue;
+    }
     gst_message_parse_progress (msg, &t, &code, &text);
-    found = t == type && g_str_equal (code, "download");
+    in_progress = t == GST_PROGRESS_TYPE_START
+        || t == GST_PROGRESS_TYPE_CONTINUE;
+    if (g_str_equal (code, "download")) {
+      gst_structure_get_int (gst_message_get_structure (msg), "percent",
+          &percent);
+      found = done ? percent == 100 : percent >= 0 && percent < 100;
+      if (prerolled && in_progress && open_after_preroll)
+        (*open_after_preroll)++;
+    }
     gst_message_unref (msg);
   }
   gst_object_unref (bus);
   if (!found)
     gst_element_set_state (pipeline, GST_STATE_NULL);
-  fail_unless (found, "no download progress of type %d", type);
+  fail_unless (found, "no download progress (%s)", done ? "the end" :
+      "a step");
+}
+
+static void
+wait_for_download (GstElement * pipeline, gboolean done)
+{
+  wait_for_download_counting (pipeline, done, NULL);
 }
 
 /* Seekable, push and pull, and bandwidth limited until the download ends.
@@ -279,9 +305,9 @@ GST_START_TEST (test_scheduling_query_and_progress_in_paused)
   fail_unless (sim_set_faults (sim, "{\"download_rate_kbps\": 800}"));
   fail_unless (bandwidth_limited (el, &flags));
   gst_element_set_state (pipeline, GST_STATE_PAUSED);
-  wait_for_download (pipeline, GST_PROGRESS_TYPE_CONTINUE);
+  wait_for_download (pipeline, FALSE);
   fail_unless (bandwidth_limited (el, &flags));
-  wait_for_download (pipeline, GST_PROGRESS_TYPE_COMPLETE);
+  wait_for_download (pipeline, TRUE);
   fail_unless (!bandwidth_limited (el, &flags), "flags %x after the "
       "download", flags);
   fail_unless_equals_int (cdn_requests (), 1);
@@ -358,7 +384,7 @@ GST_START_TEST (test_download_dir_file_deleted_at_stop)
 
   fail_unless (sim_set_faults (sim, "{\"download_rate_kbps\": 800}"));
   gst_element_set_state (pipeline, GST_STATE_PAUSED);
-  wait_for_download (pipeline, GST_PROGRESS_TYPE_CONTINUE);
+  wait_for_download (pipeline, FALSE);
   fail_unless_equals_int (count_files (dir), 1);
   gst_element_set_state (pipeline, GST_STATE_NULL);
   fail_unless_equals_int (count_files (dir), 0);
@@ -409,6 +435,28 @@ GST_START_TEST (test_changed_result_is_an_error)
 
 GST_END_TEST;
 
+/* gst-launch holds a prerolled pipeline in PAUSED while an operation is
+ * under way: the background download is no such operation, so playback
+ * starts on the first bytes, not when the download ends */
+GST_START_TEST (test_download_never_holds_preroll)
+{
+  g_autofree gchar *src = src_desc ("prompt=\"no holding\"");
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+  GstElement *pipeline = launch (desc);
+  guint open = 0;
+
+  fail_unless (sim_set_faults (sim, "{\"download_rate_kbps\": 800}"));
+  gst_element_set_state (pipeline, GST_STATE_PAUSED);
+  wait_for_download_counting (pipeline, FALSE, &open);
+  wait_for_download_counting (pipeline, FALSE, &open);
+  wait_for_download_counting (pipeline, TRUE, &open);
+  fail_unless_equals_int (open, 0);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (pipeline);
+}
+
+GST_END_TEST;
+
 static Suite *
 download_suite (void)
 {
@@ -429,6 +477,7 @@ download_suite (void)
   tcase_add_test (tc, test_download_dir_file_deleted_at_stop);
   tcase_add_test (tc, test_download_dir_unusable);
   tcase_add_test (tc, test_changed_result_is_an_error);
+  tcase_add_test (tc, test_download_never_holds_preroll);
   suite_add_tcase (s, tc);
   return s;
 }
