@@ -5,6 +5,7 @@
 #include "grokimagine-job.h"
 #include "grokimagine-journal.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 #define TABLE_POLL (50 * G_TIME_SPAN_MILLISECOND)
@@ -421,7 +422,7 @@ settle (GrokImagineJob * job, const GrokImagineStatus * st)
     cost = 0;
   /* no report, or a task that is not counted (given by id, or recorded
    * before there was a ledger) */
-  if (cost < 0 || job->credits < 0)
+  if (cost < 0 || job->credits < 0 || cost == job->credits)
     return;
   if (job->journal) {
     g_autoptr (GError) err = NULL;
@@ -855,6 +856,13 @@ poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
             GROK_IMAGINE_ERROR_TIMEOUT))
       return timed_out (job, err, doing, error);
     if (st == NULL) {
+      if (job->legacy && g_error_matches (err, GROK_IMAGINE_ERROR,
+              GROK_IMAGINE_ERROR_NOT_FOUND))
+        g_prefix_error (&err, "The journal entry of this request was written "
+            "by an earlier version, which did not note the account, and its "
+            "task %s cannot be asked for with this key: it may be another "
+            "account's (grokimagine-journal forget drops it). ",
+            job->task_id);
       g_propagate_error (error, g_steal_pointer (&err));
       return FALSE;
     }
@@ -931,6 +939,7 @@ finish_records (GrokImagineJob * job)
     warn (job, "Stopped before the result of task %s could be stored in the "
         "cache folder (%s): the next run downloads it again.", job->task_id,
         err->message);
+    g_unlink (job->unstored);
     g_clear_error (&err);
   }
   if (job->unrefunded && !grok_imagine_journal_credit (job->journal,
@@ -1091,11 +1100,17 @@ grok_imagine_job_commit_result (GrokImagineJob * job, const gchar * tmp_path,
   if (!grok_imagine_journal_commit_result (job->journal, job->result_index,
           job->task_id, tmp_path, lock_deadline (job), job->stopped,
           &job->stored_size, &err)) {
-    /* a stop ended the wait for the lock: tried again at the end */
-    if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+    if (kept_for_later (job, err) && g_file_test (tmp_path,
+            G_FILE_TEST_EXISTS)) {
       g_free (job->unstored);
       job->unstored = g_strdup (tmp_path);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Stopped while "
+          "another process held the journal lock: the result is stored when "
+          "the job ends, if the lock is free by then");
+      return FALSE;
     }
+    /* a lock not had leaves the file */
+    g_unlink (tmp_path);
     g_propagate_error (error, g_steal_pointer (&err));
     return FALSE;
   }

@@ -661,7 +661,6 @@ grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
 {
   g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
   g_autoptr (GrokImagineEntry) entry = NULL;
-  g_autoptr (GError) err = NULL;
   gboolean ok = FALSE;
   GStatBuf st;
 
@@ -677,15 +676,9 @@ grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
         "the result host sent an empty file");
     goto out;
   }
-  if (!grok_imagine_journal_lock (j, deadline, cancellable, &err)) {
-    gboolean kept = g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED);
-
-    g_propagate_error (error, g_steal_pointer (&err));
-    /* a cancelled wait keeps the file for a later try */
-    if (kept)
-      return FALSE;
-    goto out;
-  }
+  /* the file stays for a later try */
+  if (!grok_imagine_journal_lock (j, deadline, cancellable, error))
+    return FALSE;
   entry = grok_imagine_journal_read (j, error);
   if (entry == NULL || index >= g_strv_length (entry->result_urls)) {
     if (error && *error == NULL)

@@ -95,8 +95,8 @@ GOutputStream *grok_imagine_journal_create_result (GrokImagineJournal *
 /* Moves the finished temporary file into place and records its size in the
  * entry (under the entry's lock, waited for until @deadline). An empty file
  * is refused and removed, and so is the result of a task the entry no
- * longer holds (@task_id). When the lock wait is cancelled, the file stays
- * for a later try (G_IO_ERROR_CANCELLED). */
+ * longer holds (@task_id). When the lock is not had (timed out, cancelled),
+ * the file stays for a later try, or for the caller to remove. */
 gboolean grok_imagine_journal_commit_result (GrokImagineJournal * journal,
     guint index, const gchar * task_id, const gchar * tmp_path,
     gint64 deadline, GCancellable * cancellable, guint64 * size,

@@ -827,10 +827,13 @@ typedef struct
   GCond cond;
   GrokImagineJob *job;
   GrokImagineJournal *holder;   /* the other process's hold on the entry */
+  gboolean take;                /* at status take_at */
   GrokImagineState take_at;
   gboolean stop_at_take;
   gboolean taken, ended, ok;
   GPtrArray *warnings;
+  const gchar *tmp;             /* a download to store, for commit_main */
+  GError *error;
 } Held;
 
 static void
@@ -842,7 +845,7 @@ on_held_event (GrokImagineJobEvent event, const gchar * task_id,
   g_mutex_lock (&h->lock);
   if (event == GROK_IMAGINE_JOB_WARNING)
     g_ptr_array_add (h->warnings, g_strdup (text));
-  if (event == GROK_IMAGINE_JOB_STATUS && st->state == h->take_at
+  if (event == GROK_IMAGINE_JOB_STATUS && h->take && st->state == h->take_at
       && !h->taken) {
     /* the entry is free now: the job holds no lock while it polls */
     h->taken = grok_imagine_journal_lock (h->holder,
@@ -854,18 +857,34 @@ on_held_event (GrokImagineJobEvent event, const gchar * task_id,
   g_mutex_unlock (&h->lock);
 }
 
-static gpointer
-held_main (gpointer data)
+static void
+held_ended (Held * h, gboolean ok)
 {
-  Held *h = data;
-  g_autoptr (GCancellable) c = g_cancellable_new ();
-  gboolean ok = grok_imagine_job_run (h->job, c, NULL, NULL);
-
   g_mutex_lock (&h->lock);
   h->ok = ok;
   h->ended = TRUE;
   g_cond_broadcast (&h->cond);
   g_mutex_unlock (&h->lock);
+}
+
+static gpointer
+held_main (gpointer data)
+{
+  Held *h = data;
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+
+  held_ended (h, grok_imagine_job_run (h->job, c, NULL, NULL));
+  return NULL;
+}
+
+static gpointer
+commit_main (gpointer data)
+{
+  Held *h = data;
+  guint64 size = 0;
+
+  held_ended (h, grok_imagine_job_commit_result (h->job, h->tmp, &size,
+          &h->error));
   return NULL;
 }
 
@@ -894,11 +913,9 @@ held_warned (Held * h, const gchar * needle)
   return FALSE;
 }
 
-/* Runs a job of @spec in a thread; another holder takes the entry's lock
- * when the task reaches @take_at */
-static GThread *
-held_start (Held * h, Spec * spec, GrokImagineState take_at,
-    gboolean stop_at_take)
+/* A job of @spec, and another holder of its entry */
+static void
+held_init (Held * h, Spec * spec)
 {
   g_autofree gchar *key = entry_key (spec);
 
@@ -906,10 +923,21 @@ held_start (Held * h, Spec * spec, GrokImagineState take_at,
   g_cond_init (&h->cond);
   h->warnings = g_ptr_array_new_with_free_func (g_free);
   h->holder = grok_imagine_journal_open (cache_dir, key, NULL);
-  h->take_at = take_at;
-  h->stop_at_take = stop_at_take;
   h->job = grok_imagine_job_new (client, &spec->s, on_held_event, h, NULL);
   fail_unless (h->job != NULL);
+}
+
+/* Runs a job of @spec in a thread; another holder takes the entry's lock
+ * when the task reaches @take_at */
+static GThread *
+held_start (Held * h, Spec * spec, GrokImagineState take_at,
+    gboolean stop_at_take)
+{
+
+  h->take = TRUE;
+  h->take_at = take_at;
+  h->stop_at_take = stop_at_take;
+  held_init (h, spec);
   return g_thread_new ("held", held_main, h);
 }
 
@@ -923,6 +951,7 @@ held_clear (Held * h, GThread * thread)
   g_clear_pointer (&h->job, grok_imagine_job_free);
   g_clear_pointer (&h->holder, grok_imagine_journal_free);
   g_ptr_array_unref (h->warnings);
+  g_clear_error (&h->error);
   g_mutex_clear (&h->lock);
   g_cond_clear (&h->cond);
 }
@@ -1023,6 +1052,80 @@ GST_START_TEST (test_stop_keeps_refund)
 
 GST_END_TEST;
 
+/* The task of an entry of an earlier version that this key cannot see (it
+ * may be another account's) is an error that says so, never a new POST */
+GST_START_TEST (test_old_entry_of_unknown_task)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJournal) old = NULL;
+  g_autoptr (GError) err = NULL;
+  GrokImagineEntry pending = { GROK_IMAGINE_ENTRY_SUBMITTED,
+    (gchar *) "task_of_someone_else", 0, NULL, NULL, NULL
+  };
+
+  spec_init (&spec, "old, unknown task");
+  old = open_legacy (&spec);
+  fail_unless (grok_imagine_journal_write (old, &pending, NULL));
+  err = run_once (&spec, NULL);
+  assert_message (err, "earlier version");
+  assert_message (err, "task_of_someone_else");
+  assert_message (err, "grokimagine-journal forget");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+  fail_unless (g_file_test (grok_imagine_journal_get_entry_path (old),
+          G_FILE_TEST_EXISTS));
+}
+
+GST_END_TEST;
+
+/* A stop while another process holds the entry ends the wait to store a
+ * whole download; the result is stored when the job ends, the lock being
+ * free by then */
+GST_START_TEST (test_stop_keeps_result_to_store)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+  g_autoptr (GOutputStream) out = NULL;
+  g_autoptr (GrokImagineEntry) e = NULL;
+  g_autofree gchar *tmp = NULL, *path = NULL, *data = NULL;
+  Held h = { 0, };
+  GThread *thread;
+
+  spec_init (&spec, "stored as the job ends");
+  held_init (&h, &spec);
+  fail_unless (grok_imagine_job_run (h.job, c, NULL, NULL));
+  out = grok_imagine_job_create_result (h.job, &tmp, NULL);
+  fail_unless (g_output_stream_write_all (out, "data", 4, NULL, NULL, NULL));
+  fail_unless (g_output_stream_close (out, NULL, NULL));
+  fail_unless (grok_imagine_journal_lock (h.holder, g_get_monotonic_time () +
+          G_TIME_SPAN_SECOND, NULL, NULL));
+  h.tmp = tmp;
+  thread = g_thread_new ("commit", commit_main, &h);
+  grok_imagine_job_stop (h.job, 0);
+  /* far below the lock wait of a commit, far above a stop's own time */
+  if (!held_wait (&h, &h.ended, 5)) {
+    held_clear (&h, thread);
+    fail ("the stop waited for the lock another process held");
+  }
+  g_thread_join (thread);
+  fail_if (h.ok);
+  fail_unless (g_error_matches (h.error, G_IO_ERROR, G_IO_ERROR_CANCELLED));
+  fail_unless (g_file_test (tmp, G_FILE_TEST_EXISTS));
+
+  grok_imagine_journal_unlock (h.holder);
+  g_clear_pointer (&h.job, grok_imagine_job_free);
+  fail_unless (h.warnings->len == 0, "%s",
+      h.warnings->len ? (gchar *) g_ptr_array_index (h.warnings, 0) : "");
+  path = grok_imagine_journal_get_result_path (h.holder, 0);
+  held_clear (&h, NULL);
+  fail_if (g_file_test (tmp, G_FILE_TEST_EXISTS));
+  fail_unless (g_file_get_contents (path, &data, NULL, NULL));
+  fail_unless_equals_string (data, "data");
+  e = read_entry (&spec);
+  fail_unless_equals_int (e->sizes[0], 4);
+}
+
+GST_END_TEST;
+
 static Suite *
 job_suite (void)
 {
@@ -1053,6 +1156,8 @@ job_suite (void)
   tcase_add_test (tc, test_old_entry_asked_then_adopted);
   tcase_add_test (tc, test_stop_while_entry_locked);
   tcase_add_test (tc, test_stop_keeps_refund);
+  tcase_add_test (tc, test_old_entry_of_unknown_task);
+  tcase_add_test (tc, test_stop_keeps_result_to_store);
   return s;
 }
 
