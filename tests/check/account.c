@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "grokimagine-journal.h"
+
 #define OTHER_KEY "second-account-key"
 
 static gchar *cache_dir;
@@ -115,6 +117,126 @@ GST_START_TEST (test_two_keys_one_cache_dir)
 
 GST_END_TEST;
 
+/* The other process: it takes the entry's lock when the task completes,
+ * before the element records that (from the streaming thread) */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  GrokImagineJournal *holder;
+  gboolean taken, stopped;
+  GstElement *pipeline;
+  GString *warnings;            /* the bus is flushed at NULL: seen here */
+} Holder;
+
+static GstBusSyncReply
+take_lock_at_completion (GstBus * bus, GstMessage * msg, gpointer data)
+{
+  Holder *h = data;
+  const GstStructure *s = gst_message_get_structure (msg);
+  g_auto (GStrv) keys = NULL;
+
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_WARNING) {
+    g_autoptr (GError) err = NULL;
+
+    gst_message_parse_warning (msg, &err, NULL);
+    g_mutex_lock (&h->lock);
+    g_string_append_printf (h->warnings, "%s\n", err->message);
+    g_mutex_unlock (&h->lock);
+    return GST_BUS_PASS;
+  }
+  if (GST_MESSAGE_TYPE (msg) != GST_MESSAGE_ELEMENT
+      || !gst_structure_has_name (s, "grokimagine-task")
+      || g_strcmp0 (gst_structure_get_string (s, "status"), "completed"))
+    return GST_BUS_PASS;
+  g_mutex_lock (&h->lock);
+  keys = grok_imagine_dir_list_keys (cache_dir, NULL);
+  if (!h->taken && keys && keys[0] && !keys[1]) {
+    h->holder = grok_imagine_journal_open (cache_dir, keys[0], NULL);
+    h->taken = h->holder && grok_imagine_journal_lock (h->holder,
+        g_get_monotonic_time () + G_TIME_SPAN_SECOND, NULL, NULL);
+  }
+  g_cond_broadcast (&h->cond);
+  g_mutex_unlock (&h->lock);
+  return GST_BUS_PASS;
+}
+
+static gpointer
+stop_main (gpointer data)
+{
+  Holder *h = data;
+
+  gst_element_set_state (h->pipeline, GST_STATE_NULL);
+  g_mutex_lock (&h->lock);
+  h->stopped = TRUE;
+  g_cond_broadcast (&h->cond);
+  g_mutex_unlock (&h->lock);
+  return NULL;
+}
+
+/* Waits at most @seconds for @flag */
+static gboolean
+holder_wait (Holder * h, gboolean * flag, gint seconds)
+{
+  gint64 end = g_get_monotonic_time () + seconds * G_TIME_SPAN_SECOND;
+  gboolean got;
+
+  g_mutex_lock (&h->lock);
+  while (!*flag && g_cond_wait_until (&h->cond, &h->lock, end));
+  got = *flag;
+  g_mutex_unlock (&h->lock);
+  return got;
+}
+
+/* set_state(NULL) while another process holds the entry's lock (as for a
+ * slow POST of its own) does not wait for it; the element warns what the
+ * journal lacks, and the next run asks the API again instead of paying */
+GST_START_TEST (test_stop_while_entry_locked_elsewhere)
+{
+  g_autofree gchar *props = g_strdup_printf ("cache-dir=%s "
+      "prompt=\"stopped at a held lock\"", cache_dir);
+  g_autofree gchar *desc = src_desc (props);
+  g_autofree gchar *full = g_strdup_printf ("%s ! fakesink", desc);
+  g_autofree gchar *warnings = NULL;
+  g_autoptr (GstBus) bus = NULL;
+  g_autoptr (Run) again = NULL;
+  Holder h = { 0, };
+  GThread *stopper = NULL;
+  gboolean stopped;
+
+  g_mutex_init (&h.lock);
+  g_cond_init (&h.cond);
+  h.warnings = g_string_new (NULL);
+  h.pipeline = launch (full);
+  bus = gst_element_get_bus (h.pipeline);
+  gst_bus_set_sync_handler (bus, take_lock_at_completion, &h, NULL);
+  gst_element_set_state (h.pipeline, GST_STATE_PLAYING);
+  if (holder_wait (&h, &h.taken, 30))
+    stopper = g_thread_new ("stop", stop_main, &h);
+  /* far below the journal's lock wait, far above a stop's own time */
+  stopped = stopper && holder_wait (&h, &h.stopped, 5);
+  if (h.holder)
+    grok_imagine_journal_unlock (h.holder);
+  if (stopper)
+    g_thread_join (stopper);
+  gst_element_set_state (h.pipeline, GST_STATE_NULL);
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  g_clear_pointer (&h.holder, grok_imagine_journal_free);
+  g_mutex_clear (&h.lock);
+  g_cond_clear (&h.cond);
+  warnings = g_string_free (h.warnings, FALSE);
+  fail_unless (h.taken, "the task did not complete");
+  fail_unless (stopped, "set_state(NULL) waited for the other's lock");
+  fail_unless (strstr (warnings, "Stopped before the end of task"), "%s",
+      warnings);
+
+  again = run_src (props, "fakesink");
+  assert_ok (again);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
 static Suite *
 account_suite (void)
 {
@@ -126,6 +248,7 @@ account_suite (void)
   tcase_add_unchecked_fixture (tc, start_two_key_simulator, stop_simulator);
   tcase_add_checked_fixture (tc, fresh_cache, remove_cache);
   tcase_add_test (tc, test_two_keys_one_cache_dir);
+  tcase_add_test (tc, test_stop_while_entry_locked_elsewhere);
   return s;
 }
 
