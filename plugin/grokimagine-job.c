@@ -857,12 +857,14 @@ poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
       return timed_out (job, err, doing, error);
     if (st == NULL) {
       if (job->legacy && g_error_matches (err, GROK_IMAGINE_ERROR,
-              GROK_IMAGINE_ERROR_NOT_FOUND))
+              GROK_IMAGINE_ERROR_NOT_FOUND)) {
         g_prefix_error (&err, "The journal entry of this request was written "
             "by an earlier version, which did not note the account, and its "
             "task %s cannot be asked for with this key: it may be another "
             "account's (grokimagine-journal forget drops it). ",
             job->task_id);
+        *doing = NULL;
+      }
       g_propagate_error (error, g_steal_pointer (&err));
       return FALSE;
     }

@@ -2,9 +2,9 @@
  * Copyright (C) 2026 gst-grokimagine authors
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * The job journal: one entry per request in a cache folder, so that a
- * re-run reattaches to the task it already paid for, or serves a result it
- * already downloaded. An entry is one task with all its result URLs; each
+ * The job journal: one entry per request and account in a cache folder, so
+ * that a re-run reattaches to the task it already paid for, or serves a
+ * result it already downloaded. An entry is one task with all its result URLs; each
  * result index is stored in a file of its own. Entries are written
  * atomically (one temporary file, then a rename); a lock file makes
  * concurrent processes share one POST. The folder also keeps a ledger of
