@@ -221,6 +221,7 @@ GST_START_TEST (test_stop_while_entry_locked_elsewhere)
     g_thread_join (stopper);
   gst_element_set_state (h.pipeline, GST_STATE_NULL);
   gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (h.pipeline);
   g_clear_pointer (&h.holder, grok_imagine_journal_free);
   g_mutex_clear (&h.lock);
   g_cond_clear (&h.cond);
