@@ -5,6 +5,7 @@
 #include "grokimagine-job.h"
 #include "grokimagine-journal.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 #define TABLE_POLL (50 * G_TIME_SPAN_MILLISECOND)
@@ -29,13 +30,26 @@ struct _GrokImagineJob
   GrokImagineJobNotify notify;
   gpointer user_data;
 
-  gchar *key;                   /* the request, without the result index */
+  gchar *key;                   /* the request and the account, without the
+                                 * result index */
+  gchar *legacy_key;            /* the request's key in versions that did
+                                 * not tell accounts apart */
   gchar *table_key;             /* its place in the task table: the request
                                  * and a hash of the account's key */
   GrokImagineJournal *journal;  /* with a cache-dir */
+  GCancellable *stopped;        /* grok_imagine_job_stop(): waits for a
+                                 * journal lock end */
+  /* what a stop kept from the journal, tried again when the job is freed */
+  GrokImagineEntry *unrecorded;
+  gint64 unsettled;             /* the cost the ledger is to take; -1 */
+  gint64 unrefunded;            /* credits it is to give back */
+  gchar *unstored;              /* a whole download not yet stored */
 
   /* the streaming thread's */
   gboolean decided;             /* the task is known (or the stored file) */
+  gboolean legacy;              /* following the task of an entry of an
+                                 * earlier version, until the API answers */
+  gboolean adopted;             /* ... and it became ours */
   gboolean claimed;             /* our SUBMITTING mark is in the table */
   GrokImagineEntry *table_prev; /* what the table held before the mark */
   gint64 deadline;
@@ -197,23 +211,34 @@ journal_write (GrokImagineJob * job, const GrokImagineEntry * e)
         e->task_id : "the submit", err->message);
 }
 
-/* Records what became of our task, in the table and (under its lock) in
- * the journal, unless another run has put another task there since */
-static void
-record (GrokImagineJob * job, const GrokImagineEntry * e)
+/* How long a record waits for a journal lock that another process holds:
+ * until a stop, and once stopped one try only */
+static gint64
+lock_deadline (GrokImagineJob * job)
+{
+  return g_get_monotonic_time () + (g_cancellable_is_cancelled (job->stopped)
+      ? 0 : RECORD_LOCK_WAIT);
+}
+
+/* A stop ended a wait for a lock: what was to be written is kept for one
+ * more try when the job is freed */
+static gboolean
+kept_for_later (GrokImagineJob * job, const GError * err)
+{
+  return g_cancellable_is_cancelled (job->stopped)
+      && (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED)
+      || g_error_matches (err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+}
+
+static gboolean
+record_in_journal (GrokImagineJob * job, const GrokImagineEntry * e,
+    GError ** error)
 {
   g_autoptr (GrokImagineEntry) now = NULL;
-  g_autoptr (GError) err = NULL;
 
-  table_record (job, e);
-  if (job->journal == NULL)
-    return;
-  if (!grok_imagine_journal_lock (job->journal, g_get_monotonic_time () +
-          RECORD_LOCK_WAIT, NULL, &err)) {
-    warn (job, "Cannot record task %s in the journal: %s", e->task_id,
-        err->message);
-    return;
-  }
+  if (!grok_imagine_journal_lock (job->journal, lock_deadline (job),
+          job->stopped, error))
+    return FALSE;
   now = grok_imagine_journal_read (job->journal, NULL);
   if (now && now->state == GROK_IMAGINE_ENTRY_COMPLETED
       && e->state == GROK_IMAGINE_ENTRY_COMPLETED
@@ -228,6 +253,31 @@ record (GrokImagineJob * job, const GrokImagineEntry * e)
     journal_write (job, e);
   }
   grok_imagine_journal_unlock (job->journal);
+  return TRUE;
+}
+
+/* Records what became of our task, in the table and (under its lock) in
+ * the journal, unless another run has put another task there since. While
+ * the ledger's correction waits for a later try, so does the end of the
+ * task: an entry that still shows the task running makes the next run ask
+ * the API again, and correct both. */
+static void
+record (GrokImagineJob * job, const GrokImagineEntry * e)
+{
+  g_autoptr (GError) err = NULL;
+
+  table_record (job, e);
+  if (job->journal == NULL)
+    return;
+  if (job->unsettled < 0 && record_in_journal (job, e, &err))
+    return;
+  if (err == NULL || kept_for_later (job, err)) {
+    grok_imagine_entry_free (job->unrecorded);
+    job->unrecorded = entry_copy (e);
+    return;
+  }
+  warn (job, "Cannot record task %s in the journal: %s", e->task_id,
+      err->message);
 }
 
 static gchar *
@@ -322,42 +372,41 @@ uncharge (GrokImagineJob * job)
   if (job->journal == NULL && job->charged)
     *job->spent -= job->credits;
   else if (job->journal && !grok_imagine_journal_credit (job->journal,
-          -job->credits, &total, &err))
-    warn (job, "Cannot take the unsent job's credits off the ledger: %s",
-        err->message);
+          -job->credits, lock_deadline (job), job->stopped, &total, &err)) {
+    if (kept_for_later (job, err))
+      job->unrefunded += job->credits;
+    else
+      warn (job, "Cannot take the unsent job's credits off the ledger: %s",
+          err->message);
+  }
   job->charged = FALSE;
   job->credits = -1;
 }
 
 /* The journal's entry of our task and the ledger take @cost instead of
  * what the entry counted (unless another run corrected it already) */
-static void
-settle_ledger (GrokImagineJob * job, gint64 cost)
+static gboolean
+settle_ledger (GrokImagineJob * job, gint64 cost, GError ** error)
 {
   g_autoptr (GrokImagineEntry) now = NULL;
-  g_autoptr (GError) err = NULL;
   gint64 total;
 
-  if (!grok_imagine_journal_lock (job->journal, g_get_monotonic_time () +
-          RECORD_LOCK_WAIT, NULL, &err))
-    goto failed;
+  if (!grok_imagine_journal_lock (job->journal, lock_deadline (job),
+          job->stopped, error))
+    return FALSE;
   now = grok_imagine_journal_read (job->journal, NULL);
   if (now && g_strcmp0 (now->task_id, job->task_id) == 0
       && now->credits >= 0 && now->credits != cost) {
     if (!grok_imagine_journal_credit (job->journal, cost - now->credits,
-            &total, &err)) {
+            lock_deadline (job), job->stopped, &total, error)) {
       grok_imagine_journal_unlock (job->journal);
-      goto failed;
+      return FALSE;
     }
     now->credits = cost;
     journal_write (job, now);
   }
   grok_imagine_journal_unlock (job->journal);
-  return;
-
-failed:
-  warn (job, "Cannot correct the ledger for task %s: %s", job->task_id,
-      err->message);
+  return TRUE;
 }
 
 /* The task ended: the ledger (or the owner's count) takes what the API
@@ -373,12 +422,24 @@ settle (GrokImagineJob * job, const GrokImagineStatus * st)
     cost = 0;
   /* no report, or a task that is not counted (given by id, or recorded
    * before there was a ledger) */
-  if (cost < 0 || job->credits < 0)
+  if (cost < 0 || job->credits < 0 || cost == job->credits)
     return;
-  if (job->journal)
-    settle_ledger (job, cost);
-  else if (job->charged)
+  if (job->journal) {
+    g_autoptr (GError) err = NULL;
+
+    if (!settle_ledger (job, cost, &err)) {
+      if (!kept_for_later (job, err)) {
+        warn (job, "Cannot correct the ledger for task %s: %s",
+            job->task_id, err->message);
+      } else {
+        /* the entry keeps what the ledger counts until then */
+        job->unsettled = cost;
+        return;
+      }
+    }
+  } else if (job->charged) {
     *job->spent += cost - job->credits;
+  }
   job->credits = cost;
 }
 
@@ -450,6 +511,7 @@ grok_imagine_job_stop (GrokImagineJob * job, gint64 wait_us)
   gboolean waited = FALSE;
   gchar *task_id = NULL;
 
+  g_cancellable_cancel (job->stopped);
   g_mutex_lock (&job->lock);
   job->stopping = TRUE;
   while (job->posting && job->left) {
@@ -555,7 +617,8 @@ static gboolean
 follow (GrokImagineJob * job, const GrokImagineEntry * earlier,
     const GrokImagineEntry * stored, const gchar ** doing, GError ** error)
 {
-  const gchar *where = earlier == stored ? "the journal" : "this process";
+  const gchar *where = earlier != stored ? "this process" : job->legacy ?
+      "an entry of an earlier version in the journal" : "the journal";
 
   job->task_id = g_strdup (earlier->task_id);
   job->credits = earlier->credits;
@@ -565,7 +628,9 @@ follow (GrokImagineJob * job, const GrokImagineEntry * earlier,
       *doing = NULL;
       return FALSE;
     }
-    if (earlier == stored)
+    /* an entry of an earlier version may be another account's: its
+     * stored result waits until the API shows the task to this key */
+    if (earlier == stored && !job->legacy)
       job->stored_size = grok_imagine_journal_stored_size (job->journal,
           stored, job->result_index);
     if (job->stored_size) {
@@ -581,15 +646,49 @@ follow (GrokImagineJob * job, const GrokImagineEntry * earlier,
   return TRUE;
 }
 
+static void
+set_unusable (GrokImagineJournal * j, const GError * err, GError ** error)
+{
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "The journal "
+      "entry %s cannot be used: %s. Nothing was submitted, as that could "
+      "pay for this request again: set refresh=true to pay for a new "
+      "job, or remove the file.", grok_imagine_journal_get_entry_path (j),
+      err->message);
+}
+
+/* The entry of this request that a version before accounts were told
+ * apart wrote (no lock: it is replaced by a rename, and only this version
+ * removes it, under the lock of our own entry); NULL with an error when
+ * it is damaged */
+static GrokImagineEntry *
+read_legacy (GrokImagineJob * job, GError ** error)
+{
+  g_autoptr (GrokImagineJournal) old = NULL;
+  g_autoptr (GError) err = NULL;
+  GrokImagineEntry *e;
+
+  old = grok_imagine_journal_open (grok_imagine_journal_get_dir
+      (job->journal), job->legacy_key, error);
+  if (old == NULL)
+    return NULL;
+  e = grok_imagine_journal_read (old, &err);
+  if (err)
+    set_unusable (old, err, error);
+  return e;
+}
+
 /* Serves the stored result, follows the task this request already has, or
  * submits it. Two elements of a process share one POST through the table,
- * two processes through the journal's lock. */
+ * two processes through the journal's lock. An entry of an earlier version
+ * (keyed without the account) is honoured by every account: one in doubt
+ * is never submitted again, and the task of one is asked for with this key
+ * before its stored result is served. */
 static gboolean
 decide (GrokImagineJob * job, GCancellable * cancellable,
     const gchar ** doing, GError ** error)
 {
   g_autoptr (GrokImagineEntry) known = NULL, stored = NULL;
-  g_autoptr (GError) err = NULL;
+  g_autoptr (GError) err = NULL, unusable = NULL;
   const GrokImagineEntry *earlier;
   gboolean ok;
 
@@ -604,12 +703,13 @@ decide (GrokImagineJob * job, GCancellable * cancellable,
       return FALSE;
     }
     stored = grok_imagine_journal_read (job->journal, &err);
-    if (err && !job->refresh) {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "The journal "
-          "entry %s cannot be used: %s. Nothing was submitted, as that could "
-          "pay for this request again: set refresh=true to pay for a new "
-          "job, or remove the file.",
-          grok_imagine_journal_get_entry_path (job->journal), err->message);
+    if (err && !job->refresh)
+      set_unusable (job->journal, err, &unusable);
+    else if (stored == NULL && err == NULL && !job->refresh
+        && (stored = read_legacy (job, &unusable)))
+      job->legacy = TRUE;
+    if (unusable) {
+      g_propagate_error (error, g_steal_pointer (&unusable));
       grok_imagine_journal_unlock (job->journal);
       table_set (job, NULL);
       *doing = NULL;
@@ -621,6 +721,8 @@ decide (GrokImagineJob * job, GCancellable * cancellable,
   earlier = stored;
   if (known && (stored == NULL || (known->task_id && stored->task_id == NULL)))
     earlier = known;
+  if (earlier != stored)
+    job->legacy = FALSE;
 
   if (job->refresh || earlier == NULL
       || earlier->state == GROK_IMAGINE_ENTRY_FAILED) {
@@ -632,6 +734,10 @@ decide (GrokImagineJob * job, GCancellable * cancellable,
       job->notify (GROK_IMAGINE_JOB_RESUBMITTING, NULL, NULL, text,
           job->user_data);
     }
+    /* our own entry, not the earlier version's */
+    if (job->legacy)
+      g_clear_pointer (&stored, grok_imagine_entry_free);
+    job->legacy = FALSE;
     ok = submit (job, stored, cancellable, doing, error);
   } else if (earlier->task_id == NULL) {
     g_autofree gchar *when = format_time (earlier->submitted_at);
@@ -656,6 +762,21 @@ decide (GrokImagineJob * job, GCancellable * cancellable,
 
 /* --- following the task ----------------------------------------------------- */
 
+/* The API answered for the task of an entry of an earlier version with this
+ * key: the entry, and the results stored with it, become this account's */
+static void
+adopt (GrokImagineJob * job)
+{
+  g_autoptr (GError) err = NULL;
+
+  job->legacy = FALSE;
+  if (!grok_imagine_journal_adopt (job->journal, job->legacy_key,
+          job->task_id, lock_deadline (job), job->stopped, &job->adopted,
+          &err))
+    warn (job, "Cannot move task %s from the journal entry of an earlier "
+        "version to this account's entry: %s", job->task_id, err->message);
+}
+
 static gboolean
 completed (GrokImagineJob * job, const GrokImagineStatus * st,
     const gchar ** doing, GError ** error)
@@ -677,6 +798,14 @@ completed (GrokImagineJob * job, const GrokImagineStatus * st,
     return FALSE;
   }
   job->result_urls = g_strdupv (st->result_urls);
+  if (job->adopted) {
+    g_autoptr (GrokImagineEntry) now = grok_imagine_journal_read
+        (job->journal, NULL);
+
+    if (now && g_strcmp0 (now->task_id, job->task_id) == 0)
+      job->stored_size = grok_imagine_journal_stored_size (job->journal, now,
+          job->result_index);
+  }
   return TRUE;
 }
 
@@ -727,9 +856,20 @@ poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
             GROK_IMAGINE_ERROR_TIMEOUT))
       return timed_out (job, err, doing, error);
     if (st == NULL) {
+      if (job->legacy && g_error_matches (err, GROK_IMAGINE_ERROR,
+              GROK_IMAGINE_ERROR_NOT_FOUND)) {
+        g_prefix_error (&err, "The journal entry of this request was written "
+            "by an earlier version, which did not note the account, and its "
+            "task %s cannot be asked for with this key: it may be another "
+            "account's (grokimagine-journal forget drops it). ",
+            job->task_id);
+        *doing = NULL;
+      }
       g_propagate_error (error, g_steal_pointer (&err));
       return FALSE;
     }
+    if (job->legacy)
+      adopt (job);
 
     g_free (job->last_raw_status);
     job->last_raw_status = g_strdup (st->raw_status);
@@ -787,6 +927,51 @@ grok_imagine_job_run (GrokImagineJob * job, GCancellable * cancellable,
 
 /* --- the job ---------------------------------------------------------------- */
 
+/* What a stop kept from the journal: one more try (it does not wait), then
+ * a warning that says what the journal and its ledger lack */
+static void
+finish_records (GrokImagineJob * job)
+{
+  g_autoptr (GError) err = NULL;
+  gint64 total;
+
+  if (job->unstored && !grok_imagine_journal_commit_result (job->journal,
+          job->result_index, job->task_id, job->unstored, lock_deadline (job),
+          job->stopped, &job->stored_size, &err)) {
+    warn (job, "Stopped before the result of task %s could be stored in the "
+        "cache folder (%s): the next run downloads it again.", job->task_id,
+        err->message);
+    g_unlink (job->unstored);
+    g_clear_error (&err);
+  }
+  if (job->unrefunded && !grok_imagine_journal_credit (job->journal,
+          -job->unrefunded, lock_deadline (job), job->stopped, &total, &err)) {
+    warn (job, "Stopped before the ledger of the cache folder could give "
+        "back the %" G_GINT64_FORMAT " credits of a job that was never sent "
+        "(%s): max-credits counts them as spent.", job->unrefunded,
+        err->message);
+    g_clear_error (&err);
+  }
+  if (job->unsettled >= 0) {
+    if (!settle_ledger (job, job->unsettled, &err)) {
+      warn (job, "Stopped before the end of task %s was recorded: the ledger "
+          "of the cache folder counts %" G_GINT64_FORMAT " credits for it, "
+          "the API reported %" G_GINT64_FORMAT " (%s). The next run of this "
+          "request asks the API again and corrects it.", job->task_id,
+          job->credits, job->unsettled, err->message);
+      return;
+    }
+    job->credits = job->unsettled;
+    if (job->unrecorded)
+      job->unrecorded->credits = job->credits;
+    job->unsettled = -1;
+  }
+  if (job->unrecorded && !record_in_journal (job, job->unrecorded, &err))
+    warn (job, "Stopped before the end of task %s was recorded in the "
+        "journal (%s): the next run of this request asks the API again.",
+        job->task_id, err->message);
+}
+
 GrokImagineJob *
 grok_imagine_job_new (GrokImagineClient * client,
     const GrokImagineJobSettings * s, GrokImagineJobNotify notify,
@@ -809,12 +994,17 @@ grok_imagine_job_new (GrokImagineClient * client,
   job->spent = s->spent ? s->spent : &job->own_spent;
   job->cache_max_size = s->cache_max_size;
   job->credits = -1;
+  job->unsettled = -1;
   job->notify = notify;
   job->user_data = user_data;
+  job->stopped = g_cancellable_new ();
+  account = grok_imagine_journal_account (s->api_key,
+      grok_imagine_client_get_base_url (client));
   job->key = grok_imagine_journal_key (grok_imagine_api_get_nick
-      (s->req->api), grok_imagine_client_get_base_url (client), json);
-  account = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
-      s->api_key ? s->api_key : "", -1);
+      (s->req->api), grok_imagine_client_get_base_url (client), json,
+      account);
+  job->legacy_key = grok_imagine_journal_key (grok_imagine_api_get_nick
+      (s->req->api), grok_imagine_client_get_base_url (client), json, NULL);
   job->table_key = s->share ? g_strdup_printf ("%s/%s", job->key, account) :
       g_strdup_printf ("%s/%s#%" G_GUINT64_FORMAT, job->key, account,
       s->owner);
@@ -835,9 +1025,15 @@ grok_imagine_job_free (GrokImagineJob * job)
     return;
   if (job->claimed)
     table_set (job, NULL);
+  if (job->journal)
+    finish_records (job);
   g_clear_pointer (&job->journal, grok_imagine_journal_free);
+  g_clear_object (&job->stopped);
+  grok_imagine_entry_free (job->unrecorded);
+  g_free (job->unstored);
   g_free (job->given_task_id);
   g_free (job->key);
+  g_free (job->legacy_key);
   g_free (job->table_key);
   g_free (job->task_id);
   g_strfreev (job->result_urls);
@@ -904,11 +1100,25 @@ grok_imagine_job_commit_result (GrokImagineJob * job, const gchar * tmp_path,
   g_autoptr (GError) err = NULL;
 
   if (!grok_imagine_journal_commit_result (job->journal, job->result_index,
-          job->task_id, tmp_path, &job->stored_size, error))
+          job->task_id, tmp_path, lock_deadline (job), job->stopped,
+          &job->stored_size, &err)) {
+    if (kept_for_later (job, err) && g_file_test (tmp_path,
+            G_FILE_TEST_EXISTS)) {
+      g_free (job->unstored);
+      job->unstored = g_strdup (tmp_path);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "Stopped while "
+          "another process held the journal lock: the result is stored when "
+          "the job ends, if the lock is free by then");
+      return FALSE;
+    }
+    /* a lock not had leaves the file */
+    g_unlink (tmp_path);
+    g_propagate_error (error, g_steal_pointer (&err));
     return FALSE;
+  }
   *size = job->stored_size;
   if (!grok_imagine_journal_evict (job->journal, job->cache_max_size,
-          job->result_index, &err))
+          job->result_index, job->stopped, &err))
     warn (job, "Cannot keep the cache folder under cache-max-size: %s",
         err->message);
   return TRUE;

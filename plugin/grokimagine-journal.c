@@ -49,15 +49,26 @@ struct _GrokImagineJournal
 };
 
 gchar *
+grok_imagine_journal_account (const gchar * api_key, const gchar * base_url)
+{
+  const gchar *key = api_key ? api_key : "";
+
+  /* keyed with the API key: without it, nobody can tell which key it is */
+  return g_compute_hmac_for_string (G_CHECKSUM_SHA256, (const guchar *) key,
+      strlen (key), base_url, -1);
+}
+
+gchar *
 grok_imagine_journal_key (const gchar * api, const gchar * base_url,
-    const gchar * request_json)
+    const gchar * request_json, const gchar * account)
 {
   g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-  const gchar *parts[] = { api, base_url, request_json };
+  const gchar *parts[] = { api, base_url, request_json, account };
   guint i;
 
-  /* each part with its terminating NUL, so parts cannot run together */
-  for (i = 0; i < G_N_ELEMENTS (parts); i++)
+  /* each part with its terminating NUL, so parts cannot run together; the
+   * entries of earlier versions were keyed without an account */
+  for (i = 0; i < G_N_ELEMENTS (parts) && parts[i]; i++)
     g_checksum_update (sum, (const guchar *) parts[i], strlen (parts[i]) + 1);
   return g_strdup (g_checksum_get_string (sum));
 }
@@ -645,8 +656,8 @@ grok_imagine_journal_create_result (GrokImagineJournal * j, guint index,
 
 gboolean
 grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
-    const gchar * task_id, const gchar * tmp_path, guint64 * size,
-    GError ** error)
+    const gchar * task_id, const gchar * tmp_path, gint64 deadline,
+    GCancellable * cancellable, guint64 * size, GError ** error)
 {
   g_autofree gchar *path = grok_imagine_journal_get_result_path (j, index);
   g_autoptr (GrokImagineEntry) entry = NULL;
@@ -665,9 +676,9 @@ grok_imagine_journal_commit_result (GrokImagineJournal * j, guint index,
         "the result host sent an empty file");
     goto out;
   }
-  if (!grok_imagine_journal_lock (j, g_get_monotonic_time () +
-          COMMIT_LOCK_WAIT, NULL, error))
-    goto out;
+  /* the file stays for a later try */
+  if (!grok_imagine_journal_lock (j, deadline, cancellable, error))
+    return FALSE;
   entry = grok_imagine_journal_read (j, error);
   if (entry == NULL || index >= g_strv_length (entry->result_urls)) {
     if (error && *error == NULL)
@@ -820,10 +831,10 @@ grok_imagine_journal_charge (GrokImagineJournal * j, gint64 price,
 
 gboolean
 grok_imagine_journal_credit (GrokImagineJournal * j, gint64 delta,
-    gint64 * total, GError ** error)
+    gint64 deadline, GCancellable * cancellable, gint64 * total,
+    GError ** error)
 {
-  int fd = lock_folder (j, g_get_monotonic_time () + COMMIT_LOCK_WAIT, NULL,
-      error);
+  int fd = lock_folder (j, deadline, cancellable, error);
   gboolean ok;
 
   *total = 0;
@@ -862,7 +873,7 @@ least_recent_first (gconstpointer a, gconstpointer b)
 
 gboolean
 grok_imagine_journal_evict (GrokImagineJournal * j, guint64 max_size,
-    guint keep_index, GError ** error)
+    guint keep_index, GCancellable * cancellable, GError ** error)
 {
   g_autofree gchar *keep = g_strdup_printf ("%s.%u" RESULT_SUFFIX, j->key,
       keep_index);
@@ -875,8 +886,8 @@ grok_imagine_journal_evict (GrokImagineJournal * j, guint64 max_size,
 
   if (max_size == 0)
     return TRUE;
-  fd = lock_folder (j, g_get_monotonic_time () + COMMIT_LOCK_WAIT, NULL,
-      error);
+  fd = lock_folder (j, g_get_monotonic_time () + COMMIT_LOCK_WAIT,
+      cancellable, error);
   if (fd < 0)
     return FALSE;
   d = g_dir_open (j->dir, 0, error);
@@ -1011,6 +1022,49 @@ grok_imagine_journal_forget (GrokImagineJournal * j, GError ** error)
     }
   }
   ok = grok_imagine_journal_remove (j, error);
+  grok_imagine_journal_unlock (j);
+  return ok;
+}
+
+gboolean
+grok_imagine_journal_adopt (GrokImagineJournal * j, const gchar * from,
+    const gchar * task_id, gint64 deadline, GCancellable * cancellable,
+    gboolean * adopted, GError ** error)
+{
+  g_autoptr (GrokImagineJournal) old = NULL;
+  g_autoptr (GrokImagineEntry) e = NULL, mine = NULL;
+  g_autoptr (GError) err = NULL;
+  gboolean ok = FALSE;
+  guint i;
+
+  *adopted = FALSE;
+  if (!grok_imagine_journal_lock (j, deadline, cancellable, error))
+    return FALSE;
+  old = grok_imagine_journal_open (j->dir, from, error);
+  if (old == NULL || !grok_imagine_journal_lock (old, deadline, cancellable,
+          error))
+    goto out;
+  e = grok_imagine_journal_read (old, &err);
+  mine = grok_imagine_journal_read (j, NULL);
+  /* gone, or no longer that task, or this key has an entry of its own */
+  ok = err == NULL;
+  if (e == NULL || g_strcmp0 (e->task_id, task_id) != 0
+      || (mine && g_strcmp0 (mine->task_id, task_id) != 0))
+    goto out;
+  for (i = 0; e->result_urls[i]; i++) {
+    g_autofree gchar *stored = grok_imagine_journal_get_result_path (old, i);
+    g_autofree gchar *path = grok_imagine_journal_get_result_path (j, i);
+
+    if (e->sizes[i] && g_rename (stored, path) != 0)
+      e->sizes[i] = 0;
+  }
+  ok = *adopted = grok_imagine_journal_write (j, e, error);
+  if (ok)
+    ok = grok_imagine_journal_remove (old, error);
+
+out:
+  if (err)
+    g_propagate_error (error, g_steal_pointer (&err));
   grok_imagine_journal_unlock (j);
   return ok;
 }

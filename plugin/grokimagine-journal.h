@@ -2,9 +2,9 @@
  * Copyright (C) 2026 gst-grokimagine authors
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * The job journal: one entry per request in a cache folder, so that a
- * re-run reattaches to the task it already paid for, or serves a result it
- * already downloaded. An entry is one task with all its result URLs; each
+ * The job journal: one entry per request and account in a cache folder, so
+ * that a re-run reattaches to the task it already paid for, or serves a
+ * result it already downloaded. An entry is one task with all its result URLs; each
  * result index is stored in a file of its own. Entries are written
  * atomically (one temporary file, then a rename); a lock file makes
  * concurrent processes share one POST. The folder also keeps a ledger of
@@ -51,10 +51,18 @@ typedef struct
 
 typedef struct _GrokImagineJournal GrokImagineJournal;
 
-/* The key of a request: what is sent and where, never the API key nor the
- * result index (one entry serves every result of the task) */
+/* Which account an entry is of: an HMAC-SHA256 of @base_url (the API
+ * origin) keyed with @api_key (NULL: none), so that nothing written to disk
+ * tells the key */
+gchar *grok_imagine_journal_account (const gchar * api_key,
+    const gchar * base_url);
+
+/* The key of a request: what is sent, where and for which @account (from
+ * grok_imagine_journal_account()), never the API key nor the result index
+ * (one entry serves every result of the task). @account NULL: the key that
+ * versions before accounts were told apart wrote their entries under. */
 gchar *grok_imagine_journal_key (const gchar * api, const gchar * base_url,
-    const gchar * request_json);
+    const gchar * request_json, const gchar * account);
 
 /* Creates @dir if needed and removes the temporary files that processes
  * which no longer run left in it */
@@ -85,11 +93,14 @@ gboolean grok_imagine_journal_remove (GrokImagineJournal * journal,
 GOutputStream *grok_imagine_journal_create_result (GrokImagineJournal *
     journal, guint index, gchar ** tmp_path, GError ** error);
 /* Moves the finished temporary file into place and records its size in the
- * entry (under the entry's lock). An empty file is refused and removed, and
- * so is the result of a task the entry no longer holds (@task_id). */
+ * entry (under the entry's lock, waited for until @deadline). An empty file
+ * is refused and removed, and so is the result of a task the entry no
+ * longer holds (@task_id). When the lock is not had (timed out, cancelled),
+ * the file stays for a later try, or for the caller to remove. */
 gboolean grok_imagine_journal_commit_result (GrokImagineJournal * journal,
     guint index, const gchar * task_id, const gchar * tmp_path,
-    guint64 * size, GError ** error);
+    gint64 deadline, GCancellable * cancellable, guint64 * size,
+    GError ** error);
 /* The size of stored result @index when its file is whole, else 0 */
 guint64 grok_imagine_journal_stored_size (GrokImagineJournal * journal,
     const GrokImagineEntry * entry, guint index);
@@ -106,7 +117,8 @@ gboolean grok_imagine_journal_charge (GrokImagineJournal * journal,
     gint64 * total, gboolean * charged, GError ** error);
 /* Adds @delta (a correction, negative for a refund) to the ledger */
 gboolean grok_imagine_journal_credit (GrokImagineJournal * journal,
-    gint64 delta, gint64 * total, GError ** error);
+    gint64 delta, gint64 deadline, GCancellable * cancellable,
+    gint64 * total, GError ** error);
 /* The ledger's total, 0 when it has none yet */
 gboolean grok_imagine_dir_read_ledger (const gchar * dir, gint64 * total,
     GError ** error);
@@ -115,7 +127,8 @@ gboolean grok_imagine_dir_read_ledger (const gchar * dir, gint64 * total,
  * folder takes at most @max_size bytes; result @keep_index of this
  * journal's entry stays. */
 gboolean grok_imagine_journal_evict (GrokImagineJournal * journal,
-    guint64 max_size, guint keep_index, GError ** error);
+    guint64 max_size, guint keep_index, GCancellable * cancellable,
+    GError ** error);
 /* Marks stored result @index as used now, for the eviction order */
 void grok_imagine_journal_touch_result (GrokImagineJournal * journal,
     guint index);
@@ -130,6 +143,14 @@ const gchar *grok_imagine_journal_get_dir (GrokImagineJournal * journal);
 /* Under the entry's lock: removes the entry and its stored results */
 gboolean grok_imagine_journal_forget (GrokImagineJournal * journal,
     GError ** error);
+/* Under this entry's lock, then that of entry @from (of the same folder):
+ * moves entry @from and its stored results to this key when it holds task
+ * @task_id and this key holds no other task. *adopted says whether it did.
+ * An entry of an earlier version (keyed without an account) becomes the
+ * entry of the account that the API showed the task to. */
+gboolean grok_imagine_journal_adopt (GrokImagineJournal * journal,
+    const gchar * from, const gchar * task_id, gint64 deadline,
+    GCancellable * cancellable, gboolean * adopted, GError ** error);
 
 void grok_imagine_entry_set_result_urls (GrokImagineEntry * entry,
     gchar ** urls);

@@ -688,7 +688,10 @@ store_result (GstGrokImagineSrc * self)
   guint64 size = 0;
 
   if (!grok_imagine_job_commit_result (self->job, self->journal_tmp, &size,
-          &err))
+          &err) && g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    GST_INFO_OBJECT (self, "stopped while another process held the journal "
+        "lock: the job stores the result when it ends, or warns");
+  else if (err)
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Cannot record the result "
             "of task %s in the journal: %s", self->run.task_id, err->message),
         (NULL));

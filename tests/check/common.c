@@ -414,3 +414,18 @@ run_playbin (const gchar * uri, GstBusSyncHandler watch, gpointer data)
   gst_object_unref (playbin);
   return r;
 }
+
+/* Removes @dir, a folder that holds files only */
+void
+remove_folder (const gchar * dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  while (d && (name = g_dir_read_name (d))) {
+    g_autofree gchar *path = g_build_filename (dir, name, NULL);
+
+    g_unlink (path);
+  }
+  g_rmdir (dir);
+}

@@ -61,3 +61,6 @@ void setup (void);
 void teardown (void);
 void start_simulator (void);
 void stop_simulator (void);
+
+/* Removes @dir, a folder that holds files only */
+void remove_folder (const gchar * dir);

@@ -143,12 +143,22 @@ assert_message (const GError * err, const gchar * needle)
       err->message, needle);
 }
 
+/* The key of @spec's entry: its request and account */
+static gchar *
+entry_key (Spec * spec)
+{
+  g_autofree gchar *json = grok_imagine_request_to_json (&spec->req);
+  g_autofree gchar *account = grok_imagine_journal_account (spec->s.api_key,
+      grok_imagine_client_get_base_url (client));
+
+  return grok_imagine_journal_key (grok_imagine_api_get_nick (spec->req.api),
+      grok_imagine_client_get_base_url (client), json, account);
+}
+
 static GrokImagineEntry *
 read_entry (Spec * spec)
 {
-  g_autofree gchar *json = grok_imagine_request_to_json (&spec->req);
-  g_autofree gchar *key = grok_imagine_journal_key ("grokimagineapi",
-      grok_imagine_client_get_base_url (client), json);
+  g_autofree gchar *key = entry_key (spec);
   g_autoptr (GrokImagineJournal) j = grok_imagine_journal_open (cache_dir,
       key, NULL);
 
@@ -414,16 +424,14 @@ GST_START_TEST (test_killed_during_post)
 {
   g_auto (Spec) spec;
   g_autoptr (GError) err = NULL;
-  g_autofree gchar *json = NULL, *key = NULL;
+  g_autofree gchar *key = NULL;
   g_autoptr (GrokImagineJournal) j = NULL;
   GrokImagineEntry trace = { GROK_IMAGINE_ENTRY_SUBMITTING, NULL,
     G_GINT64_CONSTANT (1764620000) * G_USEC_PER_SEC, NULL, NULL, NULL
   };
 
   spec_init (&spec, "killed");
-  json = grok_imagine_request_to_json (&spec.req);
-  key = grok_imagine_journal_key ("grokimagineapi",
-      grok_imagine_client_get_base_url (client), json);
+  key = entry_key (&spec);
   j = grok_imagine_journal_open (cache_dir, key, NULL);
   fail_unless (grok_imagine_journal_write (j, &trace, NULL));
 
@@ -623,9 +631,7 @@ GST_START_TEST (test_damaged_entry_is_an_error)
   spec_init (&spec, "damaged");
   run_ok (&spec, NULL);
   for (i = 0; i < G_N_ELEMENTS (bad); i++) {
-    g_autofree gchar *json = grok_imagine_request_to_json (&spec.req);
-    g_autofree gchar *key = grok_imagine_journal_key ("grokimagineapi",
-        grok_imagine_client_get_base_url (client), json);
+    g_autofree gchar *key = entry_key (&spec);
     g_autoptr (GrokImagineJournal) j = grok_imagine_journal_open (cache_dir,
         key, NULL);
     g_autoptr (GError) err = NULL;
@@ -718,6 +724,414 @@ GST_START_TEST (test_one_temporary_file)
 
 GST_END_TEST;
 
+/* --- accounts: entries of earlier versions, stops at a held lock --------- */
+
+/* The key that versions before accounts were told apart gave @spec's
+ * entry */
+static GrokImagineJournal *
+open_legacy (Spec * spec)
+{
+  g_autofree gchar *json = grok_imagine_request_to_json (&spec->req);
+  g_autofree gchar *key = grok_imagine_journal_key (grok_imagine_api_get_nick
+      (spec->req.api), grok_imagine_client_get_base_url (client), json, NULL);
+
+  return grok_imagine_journal_open (cache_dir, key, NULL);
+}
+
+/* A run of @spec over the entry of an earlier version @old: an error with
+ * @needle, no POST, and the old entry stays */
+static GError *
+run_over_old (Spec * spec, GrokImagineJournal * old, const gchar * needle)
+{
+  GError *err = run_once (spec, NULL);
+
+  assert_message (err, needle);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+  fail_unless (g_file_test (grok_imagine_journal_get_entry_path (old),
+          G_FILE_TEST_EXISTS));
+  return err;
+}
+
+/* An in-doubt entry of an earlier version is never submitted again, by
+ * any account */
+GST_START_TEST (test_old_in_doubt_entry_honoured)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJournal) old = NULL;
+  GrokImagineEntry doubt = { GROK_IMAGINE_ENTRY_IN_DOUBT, NULL,
+    G_GINT64_CONSTANT (1764620000) * G_USEC_PER_SEC, NULL, NULL, NULL
+  };
+  const gchar *keys[] = { NULL, "another account" };
+  guint i;
+
+  spec_init (&spec, "old in doubt");
+  old = open_legacy (&spec);
+  fail_unless (grok_imagine_journal_write (old, &doubt, NULL));
+  for (i = 0; i < G_N_ELEMENTS (keys); i++) {
+    g_autoptr (GError) err = NULL;
+
+    spec.s.api_key = keys[i];
+    err = run_over_old (&spec, old, "no answer arrived");
+    assert_message (err, "refresh=true");
+  }
+}
+
+GST_END_TEST;
+
+/* The task of an entry of an earlier version is asked for with this key
+ * before its stored result is served; then the entry and the result are
+ * this account's, and the old entry is gone */
+GST_START_TEST (test_old_entry_asked_then_adopted)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJournal) old = NULL;
+  g_autoptr (GrokImagineEntry) mine = NULL;
+  g_autoptr (GrokImagineJob) job = NULL;
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+  g_autofree gchar *task_id = NULL, *stored = NULL, *path = NULL;
+  g_autofree gchar *data = NULL;
+  gchar *urls[] = { (gchar *) "https://cdn.example/a.mp4",
+    (gchar *) "https://cdn.example/b.mp4", NULL
+  };
+  guint64 sizes[] = { 6, 0, 0 };
+  GrokImagineEntry done = { GROK_IMAGINE_ENTRY_COMPLETED, NULL, 0, NULL,
+    urls, sizes
+  };
+  guint64 size = 0;
+
+  spec_init (&spec, "old and stored");
+  task_id = sim_create_task (sim, "{\"api\": \"v1\", \"prompt\": \"old and "
+      "stored\"}");
+  fail_unless (task_id != NULL);
+  done.task_id = task_id;
+  done.credits = -1;
+  old = open_legacy (&spec);
+  fail_unless (grok_imagine_journal_write (old, &done, NULL));
+  path = grok_imagine_journal_get_result_path (old, 0);
+  fail_unless (g_file_set_contents (path, "stored", 6, NULL));
+
+  job = job_new (&spec);
+  fail_unless (grok_imagine_job_run (job, c, NULL, NULL));
+  fail_unless (sim_stat (sim, "status_requests") >= 1, "served unasked");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+  stored = grok_imagine_job_get_stored_result (job, &size);
+  fail_unless (stored != NULL);
+  fail_unless_equals_int (size, 6);
+  fail_unless (g_file_get_contents (stored, &data, NULL, NULL));
+  fail_unless_equals_string (data, "stored");
+
+  mine = read_entry (&spec);
+  fail_unless (mine != NULL);
+  fail_unless_equals_string (mine->task_id, task_id);
+  fail_unless_equals_int (mine->state, GROK_IMAGINE_ENTRY_COMPLETED);
+  fail_if (g_file_test (grok_imagine_journal_get_entry_path (old),
+          G_FILE_TEST_EXISTS));
+  fail_if (g_file_test (path, G_FILE_TEST_EXISTS));
+}
+
+GST_END_TEST;
+
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  GrokImagineJob *job;
+  GrokImagineJournal *holder;   /* the other process's hold on the entry */
+  gboolean take;                /* at status take_at */
+  GrokImagineState take_at;
+  gboolean stop_at_take;
+  gboolean taken, ended, ok;
+  GPtrArray *warnings;
+  const gchar *tmp;             /* a download to store, for commit_main */
+  GError *error;
+} Held;
+
+static void
+on_held_event (GrokImagineJobEvent event, const gchar * task_id,
+    const GrokImagineStatus * st, const gchar * text, gpointer data)
+{
+  Held *h = data;
+
+  g_mutex_lock (&h->lock);
+  if (event == GROK_IMAGINE_JOB_WARNING)
+    g_ptr_array_add (h->warnings, g_strdup (text));
+  if (event == GROK_IMAGINE_JOB_STATUS && h->take && st->state == h->take_at
+      && !h->taken) {
+    /* the entry is free now: the job holds no lock while it polls */
+    h->taken = grok_imagine_journal_lock (h->holder,
+        g_get_monotonic_time () + G_TIME_SPAN_SECOND, NULL, NULL);
+    if (h->stop_at_take)
+      grok_imagine_job_stop (h->job, 0);
+    g_cond_broadcast (&h->cond);
+  }
+  g_mutex_unlock (&h->lock);
+}
+
+static void
+held_ended (Held * h, gboolean ok)
+{
+  g_mutex_lock (&h->lock);
+  h->ok = ok;
+  h->ended = TRUE;
+  g_cond_broadcast (&h->cond);
+  g_mutex_unlock (&h->lock);
+}
+
+static gpointer
+held_main (gpointer data)
+{
+  Held *h = data;
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+
+  held_ended (h, grok_imagine_job_run (h->job, c, NULL, NULL));
+  return NULL;
+}
+
+static gpointer
+commit_main (gpointer data)
+{
+  Held *h = data;
+  guint64 size = 0;
+
+  held_ended (h, grok_imagine_job_commit_result (h->job, h->tmp, &size,
+          &h->error));
+  return NULL;
+}
+
+/* Waits at most @seconds for @flag */
+static gboolean
+held_wait (Held * h, gboolean * flag, gint seconds)
+{
+  gint64 end = g_get_monotonic_time () + seconds * G_TIME_SPAN_SECOND;
+  gboolean got;
+
+  g_mutex_lock (&h->lock);
+  while (!*flag && g_cond_wait_until (&h->cond, &h->lock, end));
+  got = *flag;
+  g_mutex_unlock (&h->lock);
+  return got;
+}
+
+static gboolean
+held_warned (Held * h, const gchar * needle)
+{
+  guint i;
+
+  for (i = 0; i < h->warnings->len; i++)
+    if (strstr (g_ptr_array_index (h->warnings, i), needle))
+      return TRUE;
+  return FALSE;
+}
+
+/* A job of @spec, and another holder of its entry */
+static void
+held_init (Held * h, Spec * spec)
+{
+  g_autofree gchar *key = entry_key (spec);
+
+  g_mutex_init (&h->lock);
+  g_cond_init (&h->cond);
+  h->warnings = g_ptr_array_new_with_free_func (g_free);
+  h->holder = grok_imagine_journal_open (cache_dir, key, NULL);
+  h->job = grok_imagine_job_new (client, &spec->s, on_held_event, h, NULL);
+  fail_unless (h->job != NULL);
+}
+
+/* Runs a job of @spec in a thread; another holder takes the entry's lock
+ * when the task reaches @take_at */
+static GThread *
+held_start (Held * h, Spec * spec, GrokImagineState take_at,
+    gboolean stop_at_take)
+{
+
+  h->take = TRUE;
+  h->take_at = take_at;
+  h->stop_at_take = stop_at_take;
+  held_init (h, spec);
+  return g_thread_new ("held", held_main, h);
+}
+
+static void
+held_clear (Held * h, GThread * thread)
+{
+  if (h->holder)
+    grok_imagine_journal_unlock (h->holder);
+  if (thread)
+    g_thread_join (thread);
+  g_clear_pointer (&h->job, grok_imagine_job_free);
+  g_clear_pointer (&h->holder, grok_imagine_journal_free);
+  g_ptr_array_unref (h->warnings);
+  g_clear_error (&h->error);
+  g_mutex_clear (&h->lock);
+  g_cond_clear (&h->cond);
+}
+
+/* A stop while another process holds the entry's lock (as for a slow POST
+ * of its own) ends the job's wait to record the task's end: no hang. What
+ * was not recorded is said, and the next run asks the API again. */
+GST_START_TEST (test_stop_while_entry_locked)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineEntry) e = NULL;
+  g_autofree gchar *task_id = NULL;
+  Held h = { 0, };
+  GThread *thread;
+  gboolean ended;
+
+  spec_init (&spec, "stopped at a held lock");
+  thread = held_start (&h, &spec, GROK_IMAGINE_STATE_COMPLETED, FALSE);
+  if (!held_wait (&h, &h.taken, 30)) {
+    held_clear (&h, thread);
+    fail ("the task did not complete, or the lock was not taken");
+  }
+  /* as set_state(NULL): the element stops the job, then unlocks */
+  grok_imagine_job_stop (h.job, 0);
+  /* far below the lock wait of a record, far above a stop's own time */
+  ended = held_wait (&h, &h.ended, 5);
+  if (!ended) {
+    held_clear (&h, thread);
+    fail ("the stop waited for the lock another process held");
+  }
+  g_thread_join (thread);
+  task_id = g_strdup (grok_imagine_job_get_task_id (h.job));
+  g_clear_pointer (&h.job, grok_imagine_job_free);
+  fail_unless (held_warned (&h, "Stopped before the end of task"));
+  fail_unless (held_warned (&h, "asks the API again"));
+  held_clear (&h, NULL);
+
+  /* nothing lost: the entry still shows the task, the next run asks */
+  e = read_entry (&spec);
+  fail_unless (e != NULL);
+  fail_unless_equals_string (e->task_id, task_id);
+  fail_unless_equals_int (e->state, GROK_IMAGINE_ENTRY_SUBMITTED);
+  run_ok (&spec, NULL);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  g_clear_pointer (&e, grok_imagine_entry_free);
+  e = read_entry (&spec);
+  fail_unless_equals_int (e->state, GROK_IMAGINE_ENTRY_COMPLETED);
+}
+
+GST_END_TEST;
+
+/* A refund that a stop kept from the ledger (its lock held elsewhere) is
+ * not lost: the warning says what the ledger counts, the entry keeps the
+ * price, and the next run gives it back */
+GST_START_TEST (test_stop_keeps_refund)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineEntry) e = NULL;
+  Held h = { 0, };
+  GThread *thread;
+  gint64 total = -1;
+
+  g_clear_pointer (&client, grok_imagine_client_free);
+  client = grok_imagine_client_new (&http, GROK_IMAGINE_API_GROK5,
+      sim_api_url (sim), SIM_KEY, NULL);
+  fail_unless (sim_set_faults (sim, "{\"fail_tasks\": \"build failed\"}"));
+  spec_init (&spec, "refund at a held lock");
+  spec.req.api = GROK_IMAGINE_API_GROK5;
+  spec.req.model = GROK_IMAGINE_MODEL_TEXT_TO_VIDEO;
+  thread = held_start (&h, &spec, GROK_IMAGINE_STATE_PENDING, TRUE);
+  if (!held_wait (&h, &h.ended, 30)) {
+    held_clear (&h, thread);
+    fail ("the job did not end");
+  }
+  g_thread_join (thread);
+  fail_if (h.ok);
+  g_clear_pointer (&h.job, grok_imagine_job_free);
+  fail_unless (h.taken);
+  fail_unless (held_warned (&h, "counts 24 credits for it, the API reported "
+          "0"));
+  held_clear (&h, NULL);
+  fail_unless (grok_imagine_dir_read_ledger (cache_dir, &total, NULL));
+  fail_unless_equals_int (total, 24);
+  e = read_entry (&spec);
+  fail_unless_equals_int (e->state, GROK_IMAGINE_ENTRY_SUBMITTED);
+  fail_unless_equals_int (e->credits, 24);
+
+  /* the next run asks, and the ledger gives the price back */
+  {
+    g_autoptr (GError) err = run_once (&spec, NULL);
+
+    assert_message (err, "build failed");
+  }
+  fail_unless (grok_imagine_dir_read_ledger (cache_dir, &total, NULL));
+  fail_unless_equals_int (total, 0);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
+/* The task of an entry of an earlier version that this key cannot see (it
+ * may be another account's) is an error that says so, never a new POST */
+GST_START_TEST (test_old_entry_of_unknown_task)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GrokImagineJournal) old = NULL;
+  g_autoptr (GError) err = NULL;
+  GrokImagineEntry pending = { GROK_IMAGINE_ENTRY_SUBMITTED,
+    (gchar *) "task_of_someone_else", 0, NULL, NULL, NULL
+  };
+
+  spec_init (&spec, "old, unknown task");
+  old = open_legacy (&spec);
+  fail_unless (grok_imagine_journal_write (old, &pending, NULL));
+  err = run_over_old (&spec, old, "earlier version");
+  assert_message (err, "task_of_someone_else");
+  assert_message (err, "grokimagine-journal forget");
+}
+
+GST_END_TEST;
+
+/* A stop while another process holds the entry ends the wait to store a
+ * whole download; the result is stored when the job ends, the lock being
+ * free by then */
+GST_START_TEST (test_stop_keeps_result_to_store)
+{
+  g_auto (Spec) spec;
+  g_autoptr (GCancellable) c = g_cancellable_new ();
+  g_autoptr (GOutputStream) out = NULL;
+  g_autoptr (GrokImagineEntry) e = NULL;
+  g_autofree gchar *tmp = NULL, *path = NULL, *data = NULL;
+  Held h = { 0, };
+  GThread *thread;
+
+  spec_init (&spec, "stored as the job ends");
+  held_init (&h, &spec);
+  fail_unless (grok_imagine_job_run (h.job, c, NULL, NULL));
+  out = grok_imagine_job_create_result (h.job, &tmp, NULL);
+  fail_unless (g_output_stream_write_all (out, "data", 4, NULL, NULL, NULL));
+  fail_unless (g_output_stream_close (out, NULL, NULL));
+  fail_unless (grok_imagine_journal_lock (h.holder, g_get_monotonic_time () +
+          G_TIME_SPAN_SECOND, NULL, NULL));
+  h.tmp = tmp;
+  thread = g_thread_new ("commit", commit_main, &h);
+  grok_imagine_job_stop (h.job, 0);
+  /* far below the lock wait of a commit, far above a stop's own time */
+  if (!held_wait (&h, &h.ended, 5)) {
+    held_clear (&h, thread);
+    fail ("the stop waited for the lock another process held");
+  }
+  g_thread_join (thread);
+  fail_if (h.ok);
+  fail_unless (g_error_matches (h.error, G_IO_ERROR, G_IO_ERROR_CANCELLED));
+  fail_unless (g_file_test (tmp, G_FILE_TEST_EXISTS));
+
+  grok_imagine_journal_unlock (h.holder);
+  g_clear_pointer (&h.job, grok_imagine_job_free);
+  fail_unless (h.warnings->len == 0, "%s",
+      h.warnings->len ? (gchar *) g_ptr_array_index (h.warnings, 0) : "");
+  path = grok_imagine_journal_get_result_path (h.holder, 0);
+  held_clear (&h, NULL);
+  fail_if (g_file_test (tmp, G_FILE_TEST_EXISTS));
+  fail_unless (g_file_get_contents (path, &data, NULL, NULL));
+  fail_unless_equals_string (data, "data");
+  e = read_entry (&spec);
+  fail_unless_equals_int (e->sizes[0], 4);
+}
+
+GST_END_TEST;
+
 static Suite *
 job_suite (void)
 {
@@ -744,6 +1158,12 @@ job_suite (void)
   tcase_add_test (tc, test_damaged_entry_is_an_error);
   tcase_add_test (tc, test_empty_result_never_stored);
   tcase_add_test (tc, test_one_temporary_file);
+  tcase_add_test (tc, test_old_in_doubt_entry_honoured);
+  tcase_add_test (tc, test_old_entry_asked_then_adopted);
+  tcase_add_test (tc, test_stop_while_entry_locked);
+  tcase_add_test (tc, test_stop_keeps_refund);
+  tcase_add_test (tc, test_old_entry_of_unknown_task);
+  tcase_add_test (tc, test_stop_keeps_result_to_store);
   return s;
 }
 

@@ -66,15 +66,15 @@ run_to_file (const gchar * props, Run ** run)
 GST_START_TEST (test_key)
 {
   g_autofree gchar *a = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}");
+      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", NULL);
   g_autofree gchar *same = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}");
+      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", NULL);
   g_autofree gchar *host = grok_imagine_journal_key ("grokimagineapi",
-      "http://127.0.0.1:1", "{\"prompt\":\"x\"}");
+      "http://127.0.0.1:1", "{\"prompt\":\"x\"}", NULL);
   g_autofree gchar *api = grok_imagine_journal_key ("grok5imagine",
-      "https://grokimagineapi.com", "{\"prompt\":\"x\"}");
+      "https://grokimagineapi.com", "{\"prompt\":\"x\"}", NULL);
   g_autofree gchar *prompt = grok_imagine_journal_key ("grokimagineapi",
-      "https://grokimagineapi.com", "{\"prompt\":\"y\"}");
+      "https://grokimagineapi.com", "{\"prompt\":\"y\"}", NULL);
 
   fail_unless_equals_int (strlen (a), 64);
   fail_unless_equals_string (a, same);

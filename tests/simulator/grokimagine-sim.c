@@ -293,7 +293,7 @@ typedef struct
 static struct
 {
   gint port, cdn_port, cdn2_port;
-  gchar *key;
+  gchar **keys;                 /* accounts: one key each */
   gchar *tls_cert, *tls_key;
   gint64 initial_credits;
   gboolean exit_on_stdin_eof, verbose;
@@ -1428,7 +1428,7 @@ check_auth (SoupServerMessage * msg)
       (msg), "Authorization");
 
   return auth && g_ascii_strncasecmp (auth, "Bearer ", 7) == 0 &&
-      g_str_equal (auth + 7, sim.key);
+      g_strv_contains ((const gchar * const *) sim.keys, auth + 7);
 }
 
 /* The task id of a status request: query, or JSON body for a POST. */
@@ -2474,8 +2474,9 @@ main (int argc, char **argv)
         "Port of the CDN origin (0: any free port)", "N"},
     {"cdn2-port", 0, 0, G_OPTION_ARG_INT, &sim.cdn2_port,
         "Port of the redirecting CDN origin (0: any free port)", "N"},
-    {"key", 0, 0, G_OPTION_ARG_STRING, &sim.key,
-        "The accepted API key (default sim-key)", "KEY"},
+    {"key", 0, 0, G_OPTION_ARG_STRING_ARRAY, &sim.keys,
+        "An accepted API key (default sim-key); repeat it for more accounts "
+          "(tasks are not kept apart by account)", "KEY"},
     {"credits", 0, 0, G_OPTION_ARG_INT64, &sim.initial_credits,
         "grok5imagine credit balance (default 100000)", "N"},
     {"tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &sim.tls_cert,
@@ -2506,8 +2507,10 @@ main (int argc, char **argv)
     g_printerr ("grokimagine-sim: %s\n", error->message);
     return 2;
   }
-  if (!sim.key)
-    sim.key = g_strdup ("sim-key");
+  if (!sim.keys) {
+    sim.keys = g_new0 (gchar *, 2);
+    sim.keys[0] = g_strdup ("sim-key");
+  }
   if (!sim.tls_cert != !sim.tls_key) {
     g_printerr ("grokimagine-sim: --tls-cert and --tls-key go together\n");
     return 2;

@@ -10,7 +10,8 @@
 
 G_BEGIN_DECLS
 
-/* the API key the simulator accepts unless started with --key */
+/* the API key the simulator accepts unless started with --key (which can
+ * be given more than once, for more accounts) */
 #define SIM_KEY "sim-key"
 
 typedef struct _SimProcess SimProcess;
