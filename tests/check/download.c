@@ -16,21 +16,6 @@ cdn_requests (void)
   return sim_stat (sim, "cdn_requests");
 }
 
-/* A folder of the test's files (a journal is flat), and the folder */
-static void
-remove_dir (const gchar * dir)
-{
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  const gchar *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    g_autofree gchar *path = g_build_filename (dir, name, NULL);
-
-    g_unlink (path);
-  }
-  g_rmdir (dir);
-}
-
 /* Runs @props with a large result (and @faults) through @tail */
 static Run *
 run_large (const gchar * faults, const gchar * props, const gchar * tail)
@@ -128,7 +113,7 @@ GST_START_TEST (test_requests_cache_dir_moov_at_end)
   fail_unless_equals_int (cdn_requests (), 2);
   origin = http_get (result_url (last_task (r), 0));
   assert_stored (props, dir, origin);
-  remove_dir (dir);
+  remove_folder (dir);
 }
 
 GST_END_TEST;
@@ -159,7 +144,7 @@ GST_START_TEST (test_far_request_resumes)
   assert_ok (r);
   fail_unless_equals_int (cdn_requests (), 3);
   assert_stored (props, dir, origin);
-  remove_dir (dir);
+  remove_folder (dir);
 }
 
 GST_END_TEST;
@@ -208,7 +193,7 @@ GST_START_TEST (test_first_buffer_while_storing)
       fb.served_at_first);
   gst_object_unref (sink);
   gst_object_unref (pipeline);
-  remove_dir (dir);
+  remove_folder (dir);
 }
 
 GST_END_TEST;
@@ -394,7 +379,7 @@ GST_START_TEST (test_download_dir_file_deleted_at_stop)
   assert_ok (r);
   fail_unless_equals_int (count_files (dir), 0);
   gst_object_unref (pipeline);
-  remove_dir (dir);
+  remove_folder (dir);
 }
 
 GST_END_TEST;
@@ -409,7 +394,7 @@ GST_START_TEST (test_download_dir_unusable)
 
   assert_error (r, GST_RESOURCE_ERROR_OPEN_WRITE, "download-dir");
   fail_unless_equals_int (cdn_requests (), 0);
-  remove_dir (dir);
+  remove_folder (dir);
 }
 
 GST_END_TEST;

@@ -44,15 +44,7 @@ fresh (void)
 static void
 reader_teardown (void)
 {
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  const gchar *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    g_autofree gchar *path = g_build_filename (dir, name, NULL);
-
-    g_unlink (path);
-  }
-  g_rmdir (dir);
+  remove_folder (dir);
   g_clear_object (&http.session);
   teardown ();
 }
