@@ -41,9 +41,9 @@ typedef struct
 
 /* How many of the sequential download's chunks stay in memory: those not
  * in the file yet, then the newest of those that are */
-#define RECENT_CHUNKS 8
+#define RECENT_CHUNKS 16
 /* How far the file may fall behind the network before receiving waits */
-#define UNSTORED_CHUNKS 6
+#define UNSTORED_CHUNKS 14
 /* The most chunks written in one request */
 #define STORE_BATCH UNSTORED_CHUNKS
 /* A reader that reads from memory keeps pace with the network: before a
