@@ -1,0 +1,170 @@
+/* The job's timeout bounds the whole job, requests in flight included: a
+ * server that takes the request and never answers ends in the timeout
+ * error even with request-timeout=0 (no limit of a request's own), and a
+ * submit ended so is never sent again. */
+#include "common.h"
+
+#include <string.h>
+
+/* far longer than the job may take */
+#define HANG_MS 120000
+#define JOB_TIMEOUT "2"
+/* how long a job of that timeout may take to end before it counts as
+ * hanging: not a measure of speed */
+#define NO_HANG_S (2 + 10)
+
+/* Runs a source of @props to its first error, waiting at most NO_HANG_S,
+ * then stops it; a job still running by then fails the test. The run holds
+ * the error and what the bus had besides. */
+static Run *
+run_to_error (const gchar * props)
+{
+  g_autofree gchar *src = src_desc (props);
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+  GstElement *pipeline = launch (desc);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg;
+  Run *r;
+
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, NO_HANG_S * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  gst_object_unref (bus);
+  fail_unless (msg != NULL, "no error within %d s: the job hangs", NO_HANG_S);
+  if (GST_MESSAGE_TYPE (msg) != GST_MESSAGE_ERROR) {
+    gst_message_unref (msg);
+    fail ("the job ended without an error");
+  }
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  r = run_drain (pipeline);
+  gst_clear_message (&r->error);
+  r->error = msg;
+  gst_object_unref (pipeline);
+  return r;
+}
+
+/* A status request that never gets its answer ends at the deadline with
+ * the timeout error of a job that ran out of time between polls */
+GST_START_TEST (test_hanging_poll_ends_at_timeout)
+{
+  g_autoptr (Run) r = NULL;
+  g_autofree gchar *hint = NULL;
+  const GstStructure *details;
+  const gchar *task_id;
+
+  fail_unless (sim_set_faultsf (sim, "{\"status_delay_ms\": %d}", HANG_MS));
+  r = run_to_error ("prompt=x request-timeout=0 timeout=" JOB_TIMEOUT);
+  details = assert_error (r, GST_RESOURCE_ERROR_FAILED, "did not finish "
+      "within the timeout of " JOB_TIMEOUT " s");
+  task_id = gst_structure_get_string (details, "task-id");
+  fail_unless (task_id != NULL);
+  hint = g_strdup_printf ("set task-id=%s", task_id);
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, hint);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+}
+
+GST_END_TEST;
+
+/* A folder made for one test, and its files */
+static void
+remove_cache (const gchar * cache)
+{
+  g_autoptr (GDir) dir = g_dir_open (cache, 0, NULL);
+  const gchar *name;
+
+  while (dir && (name = g_dir_read_name (dir))) {
+    g_autofree gchar *path = g_build_filename (cache, name, NULL);
+
+    fail_unless (g_unlink (path) == 0, "cannot remove %s", path);
+  }
+  g_rmdir (cache);
+}
+
+/* The submit's answer never comes: at the deadline the POST is abandoned,
+ * its task in doubt, and a run after it (@props again) does not POST */
+static void
+check_hanging_submit (const gchar * props)
+{
+  g_autoptr (Run) r = NULL, again = NULL;
+
+  fail_unless (sim_set_faultsf (sim, "{\"generate_delay_ms\": %d}", HANG_MS));
+  r = run_to_error (props);
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "within the timeout of "
+      JOB_TIMEOUT " s");
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "credits charged");
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "not submitted again");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
+  /* the simulator made the task when the request arrived */
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+
+  fail_unless (sim_set_faults (sim, "{\"generate_delay_ms\": 0}"));
+  again = run_to_error (props);
+  assert_error (again, GST_RESOURCE_ERROR_READ, "no answer arrived");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
+}
+
+/* ... the journal keeps it in doubt for a later process */
+GST_START_TEST (test_hanging_submit_never_repeated)
+{
+  g_autofree gchar *cache = g_dir_make_tmp ("grokimagine-deadline-XXXXXX",
+      NULL);
+  g_autofree gchar *props = NULL;
+
+  fail_unless (cache != NULL);
+  props = g_strdup_printf ("prompt=x request-timeout=0 timeout=" JOB_TIMEOUT
+      " cache-dir=%s", cache);
+  check_hanging_submit (props);
+  remove_cache (cache);
+}
+
+GST_END_TEST;
+
+/* ... and without a journal, the task table for this process */
+GST_START_TEST (test_hanging_submit_in_doubt_in_process)
+{
+  check_hanging_submit ("prompt=\"hanging submit, shared\" share-tasks=true "
+      "request-timeout=0 timeout=" JOB_TIMEOUT);
+}
+
+GST_END_TEST;
+
+/* A stop while a status request waits for an answer still ends it at once,
+ * and is no error */
+GST_START_TEST (test_stop_during_hanging_poll)
+{
+  g_autofree gchar *src = src_desc ("prompt=x request-timeout=0");
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+  GstElement *pipeline = launch (desc);
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (sim_set_faultsf (sim, "{\"status_delay_ms\": %d}", HANG_MS));
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  fail_unless (sim_stat_reaches ("status_requests", 1));
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  r = run_drain (pipeline);
+  fail_unless (r->error == NULL, "a stop posted an error");
+  gst_object_unref (pipeline);
+}
+
+GST_END_TEST;
+
+static Suite *
+deadline_suite (void)
+{
+  Suite *s = suite_create ("grokimaginesrc-deadline");
+  TCase *tc = tcase_create ("general");
+
+  suite_add_tcase (s, tc);
+  tcase_set_timeout (tc, 120);
+  tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_hanging_poll_ends_at_timeout);
+  tcase_add_test (tc, test_hanging_submit_never_repeated);
+  tcase_add_test (tc, test_hanging_submit_in_doubt_in_process);
+  tcase_add_test (tc, test_stop_during_hanging_poll);
+  return s;
+}
+
+GST_CHECK_MAIN (deadline);
