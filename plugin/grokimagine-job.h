@@ -75,8 +75,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineJob, grok_imagine_job_free);
  * that has started to leave is awaited and its task recorded first. The
  * deadline (timeout from the first run) ends any of them, a POST in flight
  * too, with GROK_IMAGINE_ERROR_TIMEOUT. May be called again after a
- * cancellation: it goes on where it stopped. On failure, *doing says what failed ("submitting the job", ...) or is NULL
- * when the error's message is complete in itself. */
+ * cancellation: it goes on where it stopped. On failure, *doing says what
+ * failed ("submitting the job", ...) or is NULL when the error's message is
+ * complete in itself. */
 gboolean grok_imagine_job_run (GrokImagineJob * job,
     GCancellable * cancellable, const gchar ** doing, GError ** error);
 
