@@ -6,6 +6,9 @@
 
 #include <string.h>
 
+#include "grokimagine-alarm.h"
+#include "grokimagine-client.h"
+
 /* far longer than the job may take */
 #define HANG_MS 120000
 #define JOB_TIMEOUT "2"
@@ -150,6 +153,96 @@ GST_START_TEST (test_stop_during_hanging_poll)
 
 GST_END_TEST;
 
+/* --- the alarm ------------------------------------------------------------ */
+
+/* Waits at most 10 s for @cancellable: TRUE when it was cancelled */
+static gboolean
+cancelled_soon (GCancellable * cancellable)
+{
+  g_autoptr (GError) err = NULL;
+
+  return !grok_imagine_wait (10 * G_TIME_SPAN_SECOND, cancellable, &err);
+}
+
+GST_START_TEST (test_alarm_rings_at_deadline)
+{
+  g_autoptr (GCancellable) parent = g_cancellable_new ();
+  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new
+      (g_get_monotonic_time () + 50 * G_TIME_SPAN_MILLISECOND, parent);
+  g_autoptr (GrokImagineAlarm) past = grok_imagine_alarm_new (0, NULL);
+
+  fail_unless (cancelled_soon (grok_imagine_alarm_get_cancellable (alarm)));
+  fail_unless (grok_imagine_alarm_rang (alarm));
+  fail_if (g_cancellable_is_cancelled (parent));
+  /* a deadline already passed rings at once */
+  fail_unless (cancelled_soon (grok_imagine_alarm_get_cancellable (past)));
+  fail_unless (grok_imagine_alarm_rang (past));
+}
+
+GST_END_TEST;
+
+/* The parent's cancel is not the deadline's; an alarm freed before its
+ * deadline never rings */
+GST_START_TEST (test_alarm_follows_parent)
+{
+  g_autoptr (GCancellable) parent = g_cancellable_new ();
+  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new
+      (g_get_monotonic_time () + 600 * G_TIME_SPAN_SECOND, parent);
+  g_autoptr (GrokImagineAlarm) never = grok_imagine_alarm_new (G_MAXINT64,
+      NULL);
+  GCancellable *c = grok_imagine_alarm_get_cancellable (alarm);
+
+  fail_if (g_cancellable_is_cancelled (c));
+  g_cancellable_cancel (parent);
+  fail_unless (g_cancellable_is_cancelled (c));
+  fail_if (grok_imagine_alarm_rang (alarm));
+  fail_if (grok_imagine_alarm_rang (never));
+  fail_if (g_cancellable_is_cancelled (grok_imagine_alarm_get_cancellable
+          (never)));
+}
+
+GST_END_TEST;
+
+#define ALARM_THREADS 4
+#define ALARMS_EACH 200
+
+/* Alarms set and freed from several threads at once, the ringing thread
+ * started and stopped as they come and go: every other one rings at once
+ * and is awaited, the others are freed long before their deadline. Returns
+ * how many did as told. */
+static gpointer
+set_alarms (gpointer data)
+{
+  guint i, right = 0;
+
+  for (i = 0; i < ALARMS_EACH; i++) {
+    gboolean now = i % 2 == 0;
+    g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (now ? 0 :
+        g_get_monotonic_time () + 600 * G_TIME_SPAN_SECOND, NULL);
+
+    if (now)
+      right += cancelled_soon (grok_imagine_alarm_get_cancellable (alarm))
+          && grok_imagine_alarm_rang (alarm);
+    else
+      right += !grok_imagine_alarm_rang (alarm);
+  }
+  return GUINT_TO_POINTER (right);
+}
+
+GST_START_TEST (test_alarms_from_many_threads)
+{
+  GThread *threads[ALARM_THREADS];
+  guint i;
+
+  for (i = 0; i < ALARM_THREADS; i++)
+    threads[i] = g_thread_new ("alarms", set_alarms, NULL);
+  for (i = 0; i < ALARM_THREADS; i++)
+    fail_unless_equals_int (GPOINTER_TO_UINT (g_thread_join (threads[i])),
+        ALARMS_EACH);
+}
+
+GST_END_TEST;
+
 static Suite *
 deadline_suite (void)
 {
@@ -164,6 +257,9 @@ deadline_suite (void)
   tcase_add_test (tc, test_hanging_submit_never_repeated);
   tcase_add_test (tc, test_hanging_submit_in_doubt_in_process);
   tcase_add_test (tc, test_stop_during_hanging_poll);
+  tcase_add_test (tc, test_alarm_rings_at_deadline);
+  tcase_add_test (tc, test_alarm_follows_parent);
+  tcase_add_test (tc, test_alarms_from_many_threads);
   return s;
 }
 
