@@ -84,6 +84,25 @@ remove_cache (const gchar * cache)
   g_rmdir (cache);
 }
 
+/* Whether an entry of @cache holds @text */
+static gboolean
+cache_entry_has (const gchar * cache, const gchar * text)
+{
+  g_autoptr (GDir) dir = g_dir_open (cache, 0, NULL);
+  const gchar *name;
+
+  while (dir && (name = g_dir_read_name (dir))) {
+    g_autofree gchar *path = g_build_filename (cache, name, NULL);
+    g_autofree gchar *data = NULL;
+
+    if (g_str_has_suffix (name, ".json")
+        && g_file_get_contents (path, &data, NULL, NULL)
+        && strstr (data, text))
+      return TRUE;
+  }
+  return FALSE;
+}
+
 /* The submit's answer never comes: at the deadline the POST is abandoned,
  * its task in doubt, and a run after it (@props again) does not POST */
 static void
@@ -113,12 +132,15 @@ GST_START_TEST (test_hanging_submit_never_repeated)
   g_autofree gchar *cache = g_dir_make_tmp ("grokimagine-deadline-XXXXXX",
       NULL);
   g_autofree gchar *props = NULL;
+  gboolean in_doubt;
 
   fail_unless (cache != NULL);
   props = g_strdup_printf ("prompt=x request-timeout=0 timeout=" JOB_TIMEOUT
       " cache-dir=%s", cache);
   check_hanging_submit (props);
+  in_doubt = cache_entry_has (cache, "\"in-doubt\"");
   remove_cache (cache);
+  fail_unless (in_doubt, "the journal entry is not in doubt");
 }
 
 GST_END_TEST;
