@@ -11,10 +11,11 @@
 
 /* far longer than the job may take */
 #define HANG_MS 120000
-#define JOB_TIMEOUT "2"
+#define JOB_TIMEOUT_S 2
+#define JOB_TIMEOUT G_STRINGIFY (JOB_TIMEOUT_S)
 /* how long a job of that timeout may take to end before it counts as
  * hanging: not a measure of speed */
-#define NO_HANG_S (2 + 10)
+#define NO_HANG_S (JOB_TIMEOUT_S + 10)
 
 /* Runs a source of @props to its first error, waiting at most NO_HANG_S,
  * then stops it; a job still running by then fails the test. The run holds
