@@ -10,6 +10,10 @@
 
 #define TABLE_POLL (50 * G_TIME_SPAN_MILLISECOND)
 #define RECORD_LOCK_WAIT (10 * G_TIME_SPAN_SECOND)
+/* A request still in flight at the deadline is cancelled this much later:
+ * the last retry of a poll goes out at the deadline itself, and its answer
+ * (the API's own words) makes a better error than the cancel */
+#define DEADLINE_GRACE G_TIME_SPAN_SECOND
 
 #define HOW_TO_GO_ON "Look for the task in your account's task history and " \
   "fetch it with task-id=<id>, or set refresh=true to pay for a new one."
@@ -428,8 +432,8 @@ static gchar *
 guarded_submit (GrokImagineJob * job, GCancellable * cancellable,
     gboolean * left, gboolean * expired, GError ** error)
 {
-  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (job->deadline,
-      NULL);
+  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (job->deadline +
+      DEADLINE_GRACE, NULL);
   gchar *task_id;
   gulong id;
 
@@ -746,8 +750,8 @@ static gboolean
 poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
     const gchar ** doing, GError ** error)
 {
-  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (job->deadline,
-      cancellable);
+  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (job->deadline +
+      DEADLINE_GRACE, cancellable);
   GCancellable *bounded = grok_imagine_alarm_get_cancellable (alarm);
 
   for (;;) {

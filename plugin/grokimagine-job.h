@@ -73,8 +73,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineJob, grok_imagine_job_free);
 /* Runs until the result is known (a stored file or a URL). Cancelling ends
  * waits and polls at once, and a POST of which nothing has left; a POST
  * that has started to leave is awaited and its task recorded first. The
- * deadline (timeout from the first run) ends any of them, a POST in flight
- * too, with GROK_IMAGINE_ERROR_TIMEOUT. May be called again after a
+ * deadline (timeout from the first run) ends any of them, a request still
+ * in flight (a POST too) a second after it, with
+ * GROK_IMAGINE_ERROR_TIMEOUT. May be called again after a
  * cancellation: it goes on where it stopped. On failure, *doing says what
  * failed ("submitting the job", ...) or is NULL when the error's message is
  * complete in itself. */
