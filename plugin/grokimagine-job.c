@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include "grokimagine-job.h"
+#include "grokimagine-alarm.h"
 #include "grokimagine-journal.h"
 
 #include <glib/gstdio.h>
@@ -10,6 +11,10 @@
 
 #define TABLE_POLL (50 * G_TIME_SPAN_MILLISECOND)
 #define RECORD_LOCK_WAIT (10 * G_TIME_SPAN_SECOND)
+/* A request still in flight at the deadline is cancelled this much later:
+ * the last retry of a poll goes out at the deadline itself, and its answer
+ * (the API's own words) makes a better error than the cancel */
+#define DEADLINE_GRACE G_TIME_SPAN_SECOND
 
 #define HOW_TO_GO_ON "Look for the task in your account's task history and " \
   "fetch it with task-id=<id>, or set refresh=true to pay for a new one."
@@ -471,16 +476,31 @@ post_cancel_asked (GCancellable * cancellable, GrokImagineJob * job)
   g_mutex_unlock (&job->lock);
 }
 
+/* Whether @err is the deadline's cancellation of a request or wait, not
+ * the caller's */
+static gboolean
+deadline_cancelled (GrokImagineAlarm * alarm, GCancellable * cancellable,
+    const GError * err)
+{
+  return grok_imagine_alarm_rang (alarm)
+      && !g_cancellable_is_cancelled (cancellable)
+      && g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
+/* The POST, which the deadline ends too: then *expired is set, and even a
+ * POST that has left is abandoned, its answer lost */
 static gchar *
 guarded_submit (GrokImagineJob * job, GCancellable * cancellable,
-    gboolean * left, GError ** error)
+    gboolean * left, gboolean * expired, GError ** error)
 {
+  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (job->deadline +
+      DEADLINE_GRACE, NULL);
   gchar *task_id;
   gulong id;
 
   g_mutex_lock (&job->lock);
   g_clear_object (&job->post);
-  job->post = g_cancellable_new ();
+  job->post = g_object_ref (grok_imagine_alarm_get_cancellable (alarm));
   job->posting = TRUE;
   job->left = FALSE;
   job->cancel_asked = FALSE;
@@ -497,6 +517,8 @@ guarded_submit (GrokImagineJob * job, GCancellable * cancellable,
   g_mutex_lock (&job->lock);
   job->posting = FALSE;
   *left = job->left;
+  *expired = task_id == NULL && deadline_cancelled (alarm, cancellable,
+      *error);
   g_free (job->posted_task_id);
   job->posted_task_id = g_strdup (task_id);
   g_cond_broadcast (&job->cond);
@@ -536,7 +558,7 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
   g_autoptr (GrokImagineEntry) e = NULL;
   g_autoptr (GError) err = NULL;
   g_autofree gchar *task_id = NULL;
-  gboolean left = FALSE;
+  gboolean left = FALSE, expired = FALSE;
 
   *doing = "submitting the job";
   if (!charge (job, cancellable, error)) {
@@ -557,7 +579,7 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
 
   job->notify (GROK_IMAGINE_JOB_SUBMITTING, NULL, NULL, NULL,
       job->user_data);
-  task_id = guarded_submit (job, cancellable, &left, &err);
+  task_id = guarded_submit (job, cancellable, &left, &expired, &err);
   if (task_id) {
     e->state = GROK_IMAGINE_ENTRY_SUBMITTED;
     e->task_id = g_strdup (task_id);
@@ -576,10 +598,16 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
     if (job->journal)
       journal_write (job, e);
     table_set (job, e);
-    g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
-        "The job may have been accepted and credits charged, but the answer "
-        "to its submit was lost (%s). It is not submitted again. "
-        HOW_TO_GO_ON, err->message);
+    if (expired)
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+          "The job may have been accepted and credits charged, but no answer "
+          "to its submit came within the timeout of %u s. It is not "
+          "submitted again. " HOW_TO_GO_ON, job->timeout);
+    else
+      g_set_error (error, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_NETWORK,
+          "The job may have been accepted and credits charged, but the "
+          "answer to its submit was lost (%s). It is not submitted again. "
+          HOW_TO_GO_ON, err->message);
     *doing = NULL;
     return FALSE;
   }
@@ -591,6 +619,11 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
   else if (job->journal)
     grok_imagine_journal_remove (job->journal, NULL);
   table_set (job, NULL);
+  if (expired) {
+    g_clear_error (&err);
+    g_set_error (&err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
+        "the timeout of %u s ran out before it was sent", job->timeout);
+  }
   if (g_error_matches (err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT))
     g_prefix_error (&err, "The job was not submitted: ");
   g_propagate_error (error, g_steal_pointer (&err));
@@ -840,10 +873,16 @@ timed_out (GrokImagineJob * job, const GError * cause, const gchar ** doing,
   return FALSE;
 }
 
+/* The deadline also ends a status request in flight, however long the
+ * server takes to answer */
 static gboolean
 poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
     const gchar ** doing, GError ** error)
 {
+  g_autoptr (GrokImagineAlarm) alarm = grok_imagine_alarm_new (job->deadline +
+      DEADLINE_GRACE, cancellable);
+  GCancellable *bounded = grok_imagine_alarm_get_cancellable (alarm);
+
   for (;;) {
     g_autoptr (GrokImagineStatus) st = NULL;
     g_autoptr (GError) err = NULL;
@@ -851,7 +890,13 @@ poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
 
     *doing = "checking the task status";
     st = grok_imagine_client_poll (job->client, job->task_id, job->deadline,
-        cancellable, &job->http_status, &err);
+        bounded, &job->http_status, &err);
+    if (st == NULL && deadline_cancelled (alarm, cancellable, err)) {
+      g_clear_error (&err);
+      g_set_error_literal (&err, GROK_IMAGINE_ERROR,
+          GROK_IMAGINE_ERROR_TIMEOUT, "a status request was still waiting "
+          "for its answer");
+    }
     if (st == NULL && g_error_matches (err, GROK_IMAGINE_ERROR,
             GROK_IMAGINE_ERROR_TIMEOUT))
       return timed_out (job, err, doing, error);
@@ -887,9 +932,13 @@ poll_until_done (GrokImagineJob * job, GCancellable * cancellable,
     if (now >= job->deadline)
       return timed_out (job, NULL, doing, error);
     if (!grok_imagine_wait (MIN (job->poll_interval *
-                G_TIME_SPAN_MILLISECOND, job->deadline - now), cancellable,
-            error))
+                G_TIME_SPAN_MILLISECOND, job->deadline - now), bounded,
+            &err)) {
+      if (deadline_cancelled (alarm, cancellable, err))
+        return timed_out (job, NULL, doing, error);
+      g_propagate_error (error, g_steal_pointer (&err));
       return FALSE;
+    }
   }
 }
 

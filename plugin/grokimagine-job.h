@@ -3,8 +3,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
  * One job: submit -> poll -> result. It owns every "never pay twice" rule:
- * the paid POST is never abandoned once any of it has left, a lost answer
- * leaves the request "in doubt" (no automatic second POST), a process-wide
+ * the paid POST is never abandoned once any of it has left, but at the
+ * job's deadline, a lost answer (also one the deadline cut off) leaves the
+ * request "in doubt" (no automatic second POST), a process-wide
  * table and the journal (cache-dir) make the same request reattach to its
  * task, a failed task is submitted anew, a damaged journal entry is an
  * error. It keeps the credit cap (max-credits): the journal's ledger, or
@@ -71,10 +72,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineJob, grok_imagine_job_free);
 
 /* Runs until the result is known (a stored file or a URL). Cancelling ends
  * waits and polls at once, and a POST of which nothing has left; a POST
- * that has started to leave is awaited and its task recorded first. May be
- * called again after a cancellation: it goes on where it stopped. On
- * failure, *doing says what failed ("submitting the job", ...) or is NULL
- * when the error's message is complete in itself. */
+ * that has started to leave is awaited and its task recorded first. The
+ * deadline (timeout from the first run) ends any of them, a request still
+ * in flight (a POST too) a second after it, with
+ * GROK_IMAGINE_ERROR_TIMEOUT. May be called again after a
+ * cancellation: it goes on where it stopped. On failure, *doing says what
+ * failed ("submitting the job", ...) or is NULL when the error's message is
+ * complete in itself. */
 gboolean grok_imagine_job_run (GrokImagineJob * job,
     GCancellable * cancellable, const gchar ** doing, GError ** error);
 

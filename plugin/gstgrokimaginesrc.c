@@ -1814,9 +1814,9 @@ gst_grok_imagine_src_class_init (GstGrokImagineSrcClass * klass)
       "Poll interval", "Milliseconds between status polls", 10, 3600000,
       DEFAULT_POLL_INTERVAL, rw);
   properties[PROP_TIMEOUT] = g_param_spec_uint ("timeout", "Timeout",
-      "Seconds the job may take, from submission to completion; status "
-      "polls retry through an API outage until then, and the download "
-      "through one as long", 1, 604800,
+      "Seconds the job may take, from submission to completion, requests "
+      "in flight included; status polls retry through an API outage until "
+      "then, and the download through one as long", 1, 604800,
       DEFAULT_TIMEOUT, rw);
   properties[PROP_RETRIES] = g_param_spec_uint ("retries", "Retries",
       "How often the paid submit is retried when the server certainly did "
