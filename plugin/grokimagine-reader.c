@@ -44,8 +44,10 @@ typedef struct
 #define RECENT_CHUNKS 16
 /* How far the file may fall behind the network before receiving waits */
 #define UNSTORED_CHUNKS 14
-/* The most chunks written in one request */
+/* The most chunks written in one request, and how many wake the writer:
+ * bigger writes, fewer wake-ups */
 #define STORE_BATCH UNSTORED_CHUNKS
+#define STORE_WAKE 4
 /* A reader that reads from memory keeps pace with the network: before a
  * chunk it has not read yet leaves memory, the download waits this long
  * for it. One that does not come reads from the file from then on, and the
@@ -438,7 +440,8 @@ hand_over (GrokImagineReader * r, Chunk * c, gboolean last)
     chunk_unref (c);
   if (last)
     r->seq_ended = TRUE;
-  if (r->writer_waits)
+  if (r->writer_waits && (last || g_queue_get_length (&r->unstored) >=
+          STORE_WAKE))
     g_cond_signal (&r->work);
   while (!last && g_queue_get_length (&r->unstored) >= UNSTORED_CHUNKS
       && r->error == NULL && !g_cancellable_is_cancelled (r->cancellable)) {
