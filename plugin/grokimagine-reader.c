@@ -814,24 +814,38 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
   return ret;
 }
 
-/* The bytes from @offset on, at most @n, when a chunk in memory holds
- * them: no copy. Reader lock. */
+/* The bytes from @offset on, at most @n, of @c: no copy */
 static GBytes *
-bytes_in_memory (GrokImagineReader * r, guint64 offset, gsize n)
+bytes_of_chunk (Chunk * c, guint64 offset, gsize n)
 {
-  GList *l = r->recent.tail;
-  Chunk *c = r->back;
+  return g_bytes_new_with_free_func (c->data + (offset - c->offset),
+      MIN (c->offset + c->filled - offset, n), chunk_unref, chunk_ref (c));
+}
 
-  for (;;) {
-    if (c && offset >= c->offset && offset < c->offset + c->filled)
-      return g_bytes_new_with_free_func (c->data + (offset - c->offset),
-          MIN (c->offset + c->filled - offset, n), chunk_unref,
-          chunk_ref (c));
-    if (l == NULL)
-      return NULL;
-    c = l->data;
-    l = l->prev;
-  }
+static gboolean
+chunk_holds (Chunk * c, guint64 offset)
+{
+  return c && offset >= c->offset && offset < c->offset + c->filled;
+}
+
+/* The bytes from @offset on, at most @n, when a chunk of the download
+ * still in memory holds them (@live: the read keeps pace with it), or the
+ * chunk last read back from the file. Reader lock. */
+static GBytes *
+bytes_in_memory (GrokImagineReader * r, guint64 offset, gsize n,
+    gboolean * live)
+{
+  GList *l;
+
+  *live = FALSE;
+  if (chunk_holds (r->back, offset))
+    return bytes_of_chunk (r->back, offset, n);
+  for (l = r->recent.tail; l; l = l->prev)
+    if (chunk_holds (l->data, offset)) {
+      *live = TRUE;
+      return bytes_of_chunk (l->data, offset, n);
+    }
+  return NULL;
 }
 
 static gboolean
@@ -869,6 +883,7 @@ bytes_from_file (GrokImagineReader * r, guint64 offset, gsize n,
 {
   guint8 *data;
   gsize got;
+  gboolean live;
 
   if (r->direct_fd >= 0 && from_start) {
     Chunk *c = chunk_new (offset - offset % CHUNK_SIZE);
@@ -881,7 +896,7 @@ bytes_from_file (GrokImagineReader * r, guint64 offset, gsize n,
       g_mutex_lock (&r->lock);
       g_clear_pointer (&r->back, chunk_unref);
       r->back = c;
-      bytes = bytes_in_memory (r, offset, n);
+      bytes = bytes_in_memory (r, offset, n, &live);
       g_mutex_unlock (&r->lock);
       if (bytes)
         return bytes;
@@ -917,10 +932,9 @@ bytes_at (GrokImagineReader * r, guint64 offset, gsize n, GError ** error)
   gboolean from_start;
 
   g_mutex_lock (&r->lock);
-  bytes = bytes_in_memory (r, offset, n);
+  bytes = bytes_in_memory (r, offset, n, &r->live);
   from_start = r->complete || offset < r->stored_end;
-  r->live = bytes != NULL;
-  if (bytes) {
+  if (r->live) {
     r->read_end = offset + g_bytes_get_size (bytes);
     if (r->pacing)
       g_cond_signal (&r->room);
