@@ -37,15 +37,7 @@ fresh (void)
 static void
 cleanup (void)
 {
-  g_autoptr (GDir) d = g_dir_open (cache_dir, 0, NULL);
-  const gchar *name;
-
-  while (d && (name = g_dir_read_name (d))) {
-    g_autofree gchar *path = g_build_filename (cache_dir, name, NULL);
-
-    g_unlink (path);
-  }
-  g_rmdir (cache_dir);
+  remove_folder (cache_dir);
   teardown ();
   g_clear_pointer (&client, grok_imagine_client_free);
   g_clear_object (&http.session);

@@ -26,18 +26,8 @@ fresh_cache (void)
 static void
 remove_cache (void)
 {
-  g_autoptr (GDir) d = NULL;
-  const gchar *name;
-
   teardown ();
-  d = g_dir_open (cache_dir, 0, NULL);
-
-  while (d && (name = g_dir_read_name (d))) {
-    g_autofree gchar *path = g_build_filename (cache_dir, name, NULL);
-
-    g_unlink (path);
-  }
-  g_rmdir (cache_dir);
+  remove_folder (cache_dir);
 }
 
 /* A file of this process in the temporary folder */
