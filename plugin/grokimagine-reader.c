@@ -686,8 +686,22 @@ grok_imagine_reader_new_for_file (int fd, const gchar * path, guint64 size)
 void
 grok_imagine_reader_free (GrokImagineReader * r)
 {
+  gboolean store_rest;
+
   if (r == NULL)
     return;
+  /* Every byte arrived and only the writer is still at work: the file is
+   * a few chunks from whole (and from being stored), so it goes on to the
+   * end. Whoever stops on EOS from a demuxer in pull mode, which sees the
+   * last bytes before they are in the file, keeps the result. */
+  g_mutex_lock (&r->lock);
+  store_rest = r->writer && r->size != G_MAXUINT64 && r->error == NULL
+      && !r->complete && r->seq_ended && reach (r, 0, r->seq.pos) >= r->size;
+  g_mutex_unlock (&r->lock);
+  if (store_rest) {
+    g_thread_join (r->writer);
+    r->writer = NULL;
+  }
   g_cancellable_cancel (r->cancellable);
   if (r->seq.thread)
     g_thread_join (r->seq.thread);
