@@ -735,7 +735,7 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     gboolean fill, GCancellable * cancellable, GError ** error)
 {
   gint64 patience = 0;
-  gboolean waited;
+  gboolean waited, buffered = FALSE;
   gssize ret;
 
   g_mutex_lock (&r->lock);
@@ -780,7 +780,10 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     }
     maybe_reach_far (r, offset);
 
-    if (r->buffering) {
+    /* once this read has buffered, the rest of its wait is told by the
+     * download (a read of more than BUFFERING_AHEAD, or the end held back
+     * until COMPLETE was told, waits on after 100 %) */
+    if (r->buffering || buffered) {
       /* the level that matters is the one after this read */
       r->buffer_from = offset;
       r->reading++;
@@ -797,7 +800,7 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       continue;
     if (g_get_monotonic_time () < patience)
       continue;
-    r->buffering = TRUE;
+    r->buffering = buffered = TRUE;
     r->buffer_from = offset;
     r->buffer_percent = -1;
     level = update_buffering (r);

@@ -257,6 +257,112 @@ GST_START_TEST (test_cancelled_read)
 
 GST_END_TEST;
 
+/* What the reader told, counted, for the cases below; @complete_delay_us
+ * holds COMPLETE back as a journal lock held elsewhere does */
+typedef struct
+{
+  GMutex lock;
+  guint buffering, buffering_done;
+  gboolean complete, failed;
+  gulong complete_delay_us;
+} Counted;
+
+static void
+on_event_counted (GrokImagineReader * reader, GrokImagineReaderEvent event,
+    gint percent, gpointer user_data)
+{
+  Counted *c = user_data;
+
+  if (event == GROK_IMAGINE_READER_COMPLETE && c->complete_delay_us)
+    g_usleep (c->complete_delay_us);
+  g_mutex_lock (&c->lock);
+  if (event == GROK_IMAGINE_READER_BUFFERING) {
+    c->buffering++;
+    if (percent == 100)
+      c->buffering_done++;
+  }
+  if (event == GROK_IMAGINE_READER_COMPLETE)
+    c->complete = TRUE;
+  if (event == GROK_IMAGINE_READER_FAILED)
+    c->failed = TRUE;
+  g_mutex_unlock (&c->lock);
+}
+
+static GrokImagineReader *
+new_reader_at (const gchar * folder, const gchar * from, gboolean keep,
+    Counted * c, gchar ** path_out)
+{
+  g_autofree gchar *path = g_build_filename (folder, "result-XXXXXX", NULL);
+  int fd = g_mkstemp_full (path, O_RDWR | O_CLOEXEC, 0600);
+
+  fail_unless (fd >= 0);
+  if (path_out)
+    *path_out = g_strdup (path);
+  return grok_imagine_reader_new (&http, from, fd, path, keep,
+      on_event_counted, c);
+}
+
+/* A read that wants more than the 1 MiB buffering looks ahead (a pulling
+ * demuxer's big moov): BUFFERING reaches 100 once, and the read waits
+ * quietly for the rest instead of telling 100 again and again */
+GST_START_TEST (test_long_read_buffers_once)
+{
+  Counted c = { 0 };
+  g_autoptr (GrokImagineReader) reader = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (GBytes) got = NULL;
+
+  fail_unless (sim_set_faults (sim, "{\"large_results\": true, "
+          "\"download_rate_kbps\": 16000}"));
+  reader = new_reader_at (dir, url, FALSE, &c, NULL);
+  got = grok_imagine_reader_read (reader, 0, 3 * 1024 * 1024, TRUE, NULL,
+      &err);
+  fail_unless (got != NULL, "%s", err ? err->message : "");
+  assert_bytes (got, 0, 3 * 1024 * 1024);
+  g_mutex_lock (&c.lock);
+  fail_unless (c.buffering > 0, "the read never buffered");
+  fail_unless (c.buffering_done <= 1, "BUFFERING 100 told %u times",
+      c.buffering_done);
+  g_mutex_unlock (&c.lock);
+}
+
+GST_END_TEST;
+
+/* A sequential reader at the last byte waits while COMPLETE is told (the
+ * element stores the result then, perhaps behind another process's journal
+ * lock): it waits quietly, not telling BUFFERING 100 again and again */
+GST_START_TEST (test_last_byte_waits_quietly)
+{
+  Counted c = { 0 };
+  g_autoptr (GrokImagineReader) reader = NULL;
+  gsize size = g_bytes_get_size (origin);
+  guint64 offset = 0;
+  guint i;
+
+  c.complete_delay_us = 600 * 1000;
+  fail_unless (sim_set_faults (sim, "{\"large_results\": true}"));
+  reader = new_reader_at (dir, url, FALSE, &c, NULL);
+  for (i = 0; i < 100000; i++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset,
+        256 * 1024, FALSE, NULL, &err);
+
+    fail_unless (got != NULL, "%s", err ? err->message : "");
+    if (g_bytes_get_size (got) == 0)
+      break;
+    assert_bytes (got, offset, g_bytes_get_size (got));
+    offset += g_bytes_get_size (got);
+  }
+  fail_unless_equals_uint64 (offset, size);
+  g_mutex_lock (&c.lock);
+  fail_unless (c.complete);
+  fail_unless (c.buffering_done <= 1, "BUFFERING 100 told %u times",
+      c.buffering_done);
+  g_mutex_unlock (&c.lock);
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -271,6 +377,8 @@ reader_suite (void)
   tcase_add_test (tc, test_late_sequential_reader);
   tcase_add_test (tc, test_end_after_complete);
   tcase_add_test (tc, test_cancelled_read);
+  tcase_add_test (tc, test_long_read_buffers_once);
+  tcase_add_test (tc, test_last_byte_waits_quietly);
   suite_add_tcase (s, tc);
   return s;
 }
