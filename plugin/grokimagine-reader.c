@@ -468,6 +468,16 @@ give_up (GrokImagineReader * r, GError * err, guint http_status)
     tell (r, GROK_IMAGINE_READER_FAILED, -1);
 }
 
+/* Whether the writer ends: on a failure, or on a stop unless every byte
+ * has arrived (a reader may have read the last one already): the file is
+ * then made whole, and told COMPLETE, rather than lost. Reader lock. */
+static gboolean
+writer_ends (GrokImagineReader * r)
+{
+  return r->error != NULL || (g_cancellable_is_cancelled (r->cancellable)
+      && (r->size == G_MAXUINT64 || reach (r, 0, r->seq.pos) < r->size));
+}
+
 /* The writer: seq's chunks into the file, in order, behind the reads */
 static gpointer
 store_behind (gpointer data)
@@ -482,13 +492,12 @@ store_behind (gpointer data)
     gboolean complete;
 
     while (g_queue_is_empty (&r->unstored) && !r->seq_ended
-        && r->error == NULL && !g_cancellable_is_cancelled (r->cancellable)) {
+        && !writer_ends (r)) {
       r->writer_waits = TRUE;
       g_cond_wait (&r->work, &r->lock);
     }
     r->writer_waits = FALSE;
-    if (g_queue_is_empty (&r->unstored) || r->error != NULL
-        || g_cancellable_is_cancelled (r->cancellable))
+    if (g_queue_is_empty (&r->unstored) || writer_ends (r))
       break;
     /* the chunks waiting, up to the first that is not whole */
     n = 0;

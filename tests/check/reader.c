@@ -363,6 +363,45 @@ GST_START_TEST (test_last_byte_waits_quietly)
 
 GST_END_TEST;
 
+/* Every byte arrived (a pulling demuxer has read the last one) and the
+ * reader goes at once, while the disk may still be behind the network: the
+ * download is complete, so the file is stored whole and COMPLETE told,
+ * never deleted as if it were broken off */
+GST_START_TEST (test_free_after_last_byte_keeps_the_file)
+{
+  gsize size = g_bytes_get_size (origin);
+  guint round;
+
+  fail_unless (sim_set_faults (sim, "{\"large_results\": true}"));
+  for (round = 0; round < 3; round++) {
+    Counted c = { 0 };
+    g_autofree gchar *path = NULL;
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = NULL, stored = NULL;
+    GrokImagineReader *reader = new_reader_at (dir, url, TRUE, &c, &path);
+    guint64 offset;
+
+    /* in order, as a demuxer pulls, up to the last byte */
+    for (offset = 0; offset < size; offset += g_bytes_get_size (got)) {
+      g_clear_pointer (&got, g_bytes_unref);
+      got = grok_imagine_reader_read (reader, offset, 1024 * 1024, TRUE,
+          NULL, &err);
+      fail_unless (got != NULL, "%s", err ? err->message : "");
+      assert_bytes (got, offset, MIN (1024 * 1024, size - offset));
+    }
+    grok_imagine_reader_free (reader);
+    fail_unless (c.complete, "round %u: complete but not told", round);
+    fail_unless (g_file_test (path, G_FILE_TEST_EXISTS), "round %u: the "
+        "complete file was deleted", round);
+    stored = read_file (path);
+    g_unlink (path);
+    fail_unless (g_bytes_equal (stored, origin), "round %u: the file differs",
+        round);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -379,6 +418,7 @@ reader_suite (void)
   tcase_add_test (tc, test_cancelled_read);
   tcase_add_test (tc, test_long_read_buffers_once);
   tcase_add_test (tc, test_last_byte_waits_quietly);
+  tcase_add_test (tc, test_free_after_last_byte_keeps_the_file);
   suite_add_tcase (s, tc);
   return s;
 }
