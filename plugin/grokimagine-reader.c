@@ -753,9 +753,9 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     guint64 want_end, end;
     gint level;
 
-    /* the end is there once every byte is in the file, and told so */
-    if (known && offset >= r->size && r->complete && !r->settled
-        && r->error == NULL) {
+    /* the end is there once every byte is in the file, and told so (the
+     * writer may be behind a download that has ended) */
+    if (known && offset >= r->size && !r->settled && r->error == NULL) {
       if (g_cancellable_set_error_if_cancelled (cancellable, error)) {
         ret = -1;
         break;

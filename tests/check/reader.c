@@ -402,6 +402,184 @@ GST_START_TEST (test_free_after_last_byte_keeps_the_file)
 
 GST_END_TEST;
 
+/* A host of our own on loopback, for answers the simulator does not give:
+ * any size, empty, or without a Content-Length (chunked). It ignores
+ * Range: 200 with the whole body. */
+typedef struct
+{
+  GThread *thread;
+  GMainContext *context;
+  GMainLoop *loop;
+  GBytes *body;
+  gboolean chunked;
+  gchar *url;
+  GMutex lock;
+  GCond cond;
+} Host;
+
+static void
+host_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
+    GHashTable * query, gpointer user_data)
+{
+  Host *h = user_data;
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers (msg);
+  SoupMessageBody *body = soup_server_message_get_response_body (msg);
+  gsize size = g_bytes_get_size (h->body), at;
+
+  soup_server_message_set_status (msg, 200, NULL);
+  soup_message_headers_replace (resp, "Content-Type", "video/mp4");
+  if (h->chunked)
+    soup_message_headers_set_encoding (resp, SOUP_ENCODING_CHUNKED);
+  else
+    soup_message_headers_set_content_length (resp, size);
+  /* in pieces that are not chunks of the reader's */
+  for (at = 0; at < size; at += 100000) {
+    g_autoptr (GBytes) piece = g_bytes_new_from_bytes (h->body, at,
+        MIN (100000, size - at));
+
+    soup_message_body_append_bytes (body, piece);
+  }
+  soup_message_body_complete (body);
+}
+
+static gpointer
+host_run (gpointer data)
+{
+  Host *h = data;
+  g_autoptr (SoupServer) server = NULL;
+  g_autoptr (GError) err = NULL;
+  GSList *uris;
+
+  g_main_context_push_thread_default (h->context);
+  server = soup_server_new (NULL, NULL);
+  soup_server_add_handler (server, "/r", host_handler, h, NULL);
+  if (soup_server_listen_local (server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY,
+          &err) && (uris = soup_server_get_uris (server))) {
+    g_mutex_lock (&h->lock);
+    h->url = g_strdup_printf ("http://127.0.0.1:%u/r",
+        g_uri_get_port (uris->data));
+    g_cond_signal (&h->cond);
+    g_mutex_unlock (&h->lock);
+    g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+    g_main_loop_run (h->loop);
+  } else {
+    g_mutex_lock (&h->lock);
+    h->url = g_strdup ("");
+    g_cond_signal (&h->cond);
+    g_mutex_unlock (&h->lock);
+  }
+  soup_server_disconnect (server);
+  g_main_context_pop_thread_default (h->context);
+  return NULL;
+}
+
+/* Serves @size bytes of a pattern (not the same in any two places) */
+static Host *
+host_start (gsize size, gboolean chunked)
+{
+  Host *h = g_new0 (Host, 1);
+  guint8 *data = g_malloc (MAX (size, 1));
+  gint64 until = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  gsize i;
+
+  for (i = 0; i < size; i++)
+    data[i] = (i * 7 + i / 4093) & 0xff;
+  h->body = g_bytes_new_take (data, size);
+  h->chunked = chunked;
+  h->context = g_main_context_new ();
+  h->loop = g_main_loop_new (h->context, FALSE);
+  g_mutex_init (&h->lock);
+  g_cond_init (&h->cond);
+  h->thread = g_thread_new ("test-host", host_run, h);
+  g_mutex_lock (&h->lock);
+  while (h->url == NULL && g_cond_wait_until (&h->cond, &h->lock, until));
+  g_mutex_unlock (&h->lock);
+  fail_unless (h->url && h->url[0], "the test host did not start");
+  return h;
+}
+
+static gboolean
+host_quit (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+host_stop (Host * h)
+{
+  g_main_context_invoke (h->context, host_quit, h->loop);
+  g_thread_join (h->thread);
+  g_main_loop_unref (h->loop);
+  g_main_context_unref (h->context);
+  g_bytes_unref (h->body);
+  g_mutex_clear (&h->lock);
+  g_cond_clear (&h->cond);
+  g_free (h->url);
+  g_free (h);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Host, host_stop);
+
+/* Reads the whole result in order, with @fill in pieces of @len, else what
+ * is there; asserts it is @h's body and that the end came after COMPLETE */
+static void
+assert_reads_whole (GrokImagineReader * reader, Host * h, Counted * c,
+    gsize len, gboolean fill)
+{
+  gsize size = g_bytes_get_size (h->body);
+  guint64 offset = 0, total;
+  guint i;
+
+  for (i = 0; i < 100000; i++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset, len,
+        fill, NULL, &err);
+    gsize n;
+    const guint8 *data;
+
+    fail_unless (got != NULL, "read at %" G_GUINT64_FORMAT ": %s", offset,
+        err ? err->message : "");
+    data = g_bytes_get_data (got, &n);
+    if (n == 0)
+      break;
+    fail_unless (offset + n <= size, "bytes beyond the end");
+    fail_unless (memcmp (data, (const guint8 *) g_bytes_get_data (h->body,
+                NULL) + offset, n) == 0, "the bytes at %" G_GUINT64_FORMAT
+        " differ", offset);
+    offset += n;
+  }
+  fail_unless_equals_uint64 (offset, size);
+  g_mutex_lock (&c->lock);
+  fail_unless (c->complete, "the end came before COMPLETE");
+  fail_unless (!c->failed);
+  g_mutex_unlock (&c->lock);
+  fail_unless (grok_imagine_reader_get_size (reader, &total));
+  fail_unless_equals_uint64 (total, size);
+  fail_if (grok_imagine_reader_is_downloading (reader));
+}
+
+/* Without a Content-Length the size is known at the end of the download:
+ * the end is told after COMPLETE, as with one */
+GST_START_TEST (test_end_without_length_after_complete)
+{
+  const gsize sizes[] = { 1, 4097, 256 * 1024 + 1 };
+  guint i, k;
+
+  for (i = 0; i < G_N_ELEMENTS (sizes); i++) {
+    for (k = 0; k < 2; k++) {
+      g_autoptr (Host) h = host_start (sizes[i], TRUE);
+      Counted c = { 0 };
+      g_autoptr (GrokImagineReader) reader = new_reader_at (dir, h->url,
+          FALSE, &c, NULL);
+
+      assert_reads_whole (reader, h, &c, 64 * 1024, k);
+    }
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -419,6 +597,7 @@ reader_suite (void)
   tcase_add_test (tc, test_long_read_buffers_once);
   tcase_add_test (tc, test_last_byte_waits_quietly);
   tcase_add_test (tc, test_free_after_last_byte_keeps_the_file);
+  tcase_add_test (tc, test_end_without_length_after_complete);
   suite_add_tcase (s, tc);
   return s;
 }
