@@ -580,6 +580,50 @@ GST_START_TEST (test_end_without_length_after_complete)
 
 GST_END_TEST;
 
+/* Sizes around the reader's boundaries (direct I/O's 4 KiB, the 256 KiB
+ * chunks), with and without a Content-Length, read in order both ways */
+GST_START_TEST (test_odd_sizes)
+{
+  const gsize sizes[] = { 1, 4095, 4097, 256 * 1024, 256 * 1024 + 1,
+    6 * 256 * 1024 - 1, 9 * 256 * 1024, 9 * 256 * 1024 + 4096 * 3 + 17
+  };
+  guint i, k;
+
+  for (i = 0; i < G_N_ELEMENTS (sizes); i++) {
+    for (k = 0; k < 4; k++) {
+      g_autoptr (Host) h = host_start (sizes[i], k & 1);
+      Counted c = { 0 };
+      g_autoptr (GrokImagineReader) reader = new_reader_at (dir, h->url,
+          FALSE, &c, NULL);
+
+      GST_INFO ("%" G_GSIZE_FORMAT " bytes, %s, %s", sizes[i],
+          k & 1 ? "chunked" : "with a length", k & 2 ? "fill" : "in order");
+      assert_reads_whole (reader, h, &c, k & 2 ? 300 * 1000 : 64 * 1024,
+          k & 2);
+    }
+  }
+}
+
+GST_END_TEST;
+
+/* An empty result, with Content-Length: 0 or chunked: the end at once,
+ * after COMPLETE, no failure */
+GST_START_TEST (test_empty_result)
+{
+  guint k;
+
+  for (k = 0; k < 4; k++) {
+    g_autoptr (Host) h = host_start (0, k & 1);
+    Counted c = { 0 };
+    g_autoptr (GrokImagineReader) reader = new_reader_at (dir, h->url,
+        FALSE, &c, NULL);
+
+    assert_reads_whole (reader, h, &c, 4096, k & 2);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -598,6 +642,8 @@ reader_suite (void)
   tcase_add_test (tc, test_last_byte_waits_quietly);
   tcase_add_test (tc, test_free_after_last_byte_keeps_the_file);
   tcase_add_test (tc, test_end_without_length_after_complete);
+  tcase_add_test (tc, test_odd_sizes);
+  tcase_add_test (tc, test_empty_result);
   suite_add_tcase (s, tc);
   return s;
 }
