@@ -4,7 +4,9 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <glib/gstdio.h>
 
@@ -624,6 +626,99 @@ GST_START_TEST (test_empty_result)
 
 GST_END_TEST;
 
+/* A file that may not grow to the result's size (RLIMIT_FSIZE, with
+ * SIGXFSZ ignored: EFBIG), with and without a Content-Length: the
+ * download fails with an error naming the file, which is deleted */
+GST_START_TEST (test_file_too_large_is_an_error)
+{
+  guint k;
+
+  for (k = 0; k < 2; k++) {
+    g_autoptr (Host) h = host_start (3 * 1024 * 1024, k);
+    Counted c = { 0 };
+    g_autofree gchar *path = NULL;
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = NULL;
+    GrokImagineReader *reader;
+    struct rlimit old, small;
+    void (*old_handler) (int);
+    gboolean limited;
+
+    /* limited only here: nothing below fails before it is lifted */
+    fail_unless (getrlimit (RLIMIT_FSIZE, &old) == 0);
+    small = old;
+    small.rlim_cur = 1024 * 1024;
+    old_handler = signal (SIGXFSZ, SIG_IGN);
+    limited = setrlimit (RLIMIT_FSIZE, &small) == 0;
+    reader = new_reader_at (dir, h->url, FALSE, &c, &path);
+    got = grok_imagine_reader_read (reader, 0, 3 * 1024 * 1024, TRUE, NULL,
+        &err);
+    grok_imagine_reader_free (reader);
+    setrlimit (RLIMIT_FSIZE, &old);
+    signal (SIGXFSZ, old_handler);
+
+    fail_unless (limited);
+    fail_unless (got == NULL, "%s: read the whole result past the limit",
+        k ? "chunked" : "with a length");
+    fail_unless (err != NULL && strstr (err->message, dir) != NULL
+        && strstr (err->message, g_strerror (EFBIG)) != NULL, "%s: %s",
+        k ? "chunked" : "with a length", err ? err->message : "no error");
+    fail_unless (c.failed && !c.complete);
+    fail_if (g_file_test (path, G_FILE_TEST_EXISTS));
+  }
+}
+
+GST_END_TEST;
+
+/* The same reads on a memory file system (tmpfs: direct I/O, or its
+ * refusal, and no page cache of its own) give the same bytes */
+GST_START_TEST (test_reads_on_tmpfs)
+{
+  g_autofree gchar *shm = NULL;
+  gsize size = g_bytes_get_size (origin);
+  GRand *rand = g_rand_new_with_seed (34);
+  g_autoptr (GrokImagineReader) reader = NULL;
+  Counted c = { 0 };
+  guint64 offset;
+  guint i;
+
+  shm = g_strdup ("/dev/shm/grokimagine-reader-XXXXXX");
+  if (!g_file_test ("/dev/shm", G_FILE_TEST_IS_DIR)
+      || g_mkdtemp (shm) == NULL) {
+    GST_INFO ("no /dev/shm: skipped");
+    g_rand_free (rand);
+    return;
+  }
+  fail_unless (sim_set_faults (sim, "{\"large_results\": true, "
+          "\"download_rate_kbps\": 60000}"));
+  reader = new_reader_at (shm, url, FALSE, &c, NULL);
+  for (i = 0; i < 100; i++) {
+    guint64 at = g_rand_int_range (rand, 0, size);
+    gsize len = g_rand_int_range (rand, 1, 700 * 1024);
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, at, len,
+        TRUE, NULL, &err);
+
+    fail_unless (got != NULL, "read %u: %s", i, err ? err->message : "");
+    assert_bytes (got, at, MIN (len, size - at));
+  }
+  for (offset = 0, i = 0; offset < size && i < 100000; i++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset,
+        100 * 1000, FALSE, NULL, &err);
+
+    fail_unless (got != NULL && g_bytes_get_size (got) > 0, "%s",
+        err ? err->message : "the end too early");
+    assert_bytes (got, offset, g_bytes_get_size (got));
+    offset += g_bytes_get_size (got);
+  }
+  g_rand_free (rand);
+  g_clear_pointer (&reader, grok_imagine_reader_free);
+  remove_folder (shm);
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -644,6 +739,8 @@ reader_suite (void)
   tcase_add_test (tc, test_end_without_length_after_complete);
   tcase_add_test (tc, test_odd_sizes);
   tcase_add_test (tc, test_empty_result);
+  tcase_add_test (tc, test_file_too_large_is_an_error);
+  tcase_add_test (tc, test_reads_on_tmpfs);
   suite_add_tcase (s, tc);
   return s;
 }
