@@ -133,6 +133,7 @@ struct _GrokImagineReader
 {
   int fd;
   int direct_fd;                /* the same file for direct I/O, or -1 */
+  gboolean direct_writes;       /* the writer's: direct_fd takes them */
   gchar *path;
   gboolean keep_complete;       /* else the file goes when the reader goes */
   GrokImagineReaderNotify notify;
@@ -311,7 +312,7 @@ store_chunks (GrokImagineReader * r, Chunk ** chunks, guint n_chunks,
   struct iovec iov[STORE_BATCH];
   guint i;
 
-  if (r->direct_fd >= 0 && chunks[n_chunks - 1]->filled == CHUNK_SIZE) {
+  if (r->direct_writes && chunks[n_chunks - 1]->filled == CHUNK_SIZE) {
     gssize n;
 
     for (i = 0; i < n_chunks; i++) {
@@ -323,10 +324,9 @@ store_chunks (GrokImagineReader * r, Chunk ** chunks, guint n_chunks,
     while (n < 0 && errno == EINTR);
     if (n == (gssize) n_chunks * CHUNK_SIZE)
       return TRUE;
-    if (n < 0 && errno == EINVAL) {
-      close (r->direct_fd);
-      r->direct_fd = -1;
-    }
+    /* not closed: the reads may be using it */
+    if (n < 0 && errno == EINVAL)
+      r->direct_writes = FALSE;
   }
   for (i = 0; i < n_chunks; i++)
     if (!write_at (r, chunks[i]->data, chunks[i]->filled, chunks[i]->offset,
@@ -670,6 +670,7 @@ grok_imagine_reader_new (const GrokImagineHttp * http, const gchar * url,
 #ifdef O_DIRECT
   r->direct_fd = g_open (path, O_RDWR | O_DIRECT | O_CLOEXEC, 0);
 #endif
+  r->direct_writes = r->direct_fd >= 0;
   /* the threads waiting in the reader's cond wake when it is freed */
   r->cancel_id = g_cancellable_connect (r->cancellable, G_CALLBACK (wake),
       r, NULL);
