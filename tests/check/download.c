@@ -442,6 +442,39 @@ GST_START_TEST (test_download_never_holds_preroll)
 
 GST_END_TEST;
 
+/* A host that sends the result chunked, without a Content-Length, and
+ * ignores Range: pushed to a file with a cache-dir, the download is
+ * reported complete before EOS, the copy is whole, and so is the stored
+ * result */
+GST_START_TEST (test_chunked_result_stored_before_eos)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+  g_autofree gchar *out = g_build_filename (dir, "out.mp4", NULL);
+  g_autofree gchar *props = g_strdup_printf ("prompt=\"chunked\" "
+      "cache-dir=%s", dir);
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", out);
+  g_autoptr (Run) r = run_large ("\"cdn_chunked\": true, "
+      "\"ignore_range\": true", props, tail);
+  g_autoptr (GBytes) origin = NULL, got = NULL;
+  const gchar *done, *eos;
+
+  assert_ok (r);
+  fail_unless_equals_int (cdn_requests (), 1);
+  /* as the log has it: a progress message's text */
+  done = strstr (r->log->str, "(string)\"Downloaded");
+  eos = strstr (r->log->str, "\neos ");
+  fail_unless (done != NULL && eos != NULL && done < eos, "EOS came before "
+      "the download was complete");
+  origin = http_get (result_url (last_task (r), 0));
+  got = read_file (out);
+  g_unlink (out);
+  fail_unless (g_bytes_equal (got, origin), "the copy differs");
+  assert_stored (props, dir, origin);
+  remove_folder (dir);
+}
+
+GST_END_TEST;
+
 static Suite *
 download_suite (void)
 {
@@ -463,6 +496,7 @@ download_suite (void)
   tcase_add_test (tc, test_download_dir_unusable);
   tcase_add_test (tc, test_changed_result_is_an_error);
   tcase_add_test (tc, test_download_never_holds_preroll);
+  tcase_add_test (tc, test_chunked_result_stored_before_eos);
   suite_add_tcase (s, tc);
   return s;
 }
