@@ -449,20 +449,26 @@ host_run (gpointer data)
 {
   Host *h = data;
   g_autoptr (SoupServer) server = NULL;
-  g_autoptr (GError) err = NULL;
-  GSList *uris;
+  g_autoptr (GInetAddress) lo = g_inet_address_new_loopback
+      (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) any = g_inet_socket_address_new (lo, 0);
+  g_autoptr (GSocketAddress) bound = NULL;
+  g_autoptr (GSocket) sock = g_socket_new (G_SOCKET_FAMILY_IPV4,
+      G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL);
 
   g_main_context_push_thread_default (h->context);
   server = soup_server_new (NULL, NULL);
   soup_server_add_handler (server, "/r", host_handler, h, NULL);
-  if (soup_server_listen_local (server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY,
-          &err) && (uris = soup_server_get_uris (server))) {
+  /* our own socket: the port comes from it, not from libsoup's URIs */
+  if (sock && g_socket_bind (sock, any, TRUE, NULL)
+      && g_socket_listen (sock, NULL)
+      && (bound = g_socket_get_local_address (sock, NULL))
+      && soup_server_listen_socket (server, sock, 0, NULL)) {
     g_mutex_lock (&h->lock);
     h->url = g_strdup_printf ("http://127.0.0.1:%u/r",
-        g_uri_get_port (uris->data));
+        g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
     g_cond_signal (&h->cond);
     g_mutex_unlock (&h->lock);
-    g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
     g_main_loop_run (h->loop);
   } else {
     g_mutex_lock (&h->lock);
