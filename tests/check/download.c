@@ -475,6 +475,34 @@ GST_START_TEST (test_chunked_result_stored_before_eos)
 
 GST_END_TEST;
 
+/* qtdemux pulls the last bytes as soon as they arrive, and the pipeline
+ * stops at the EOS that follows, while the disk may still be behind the
+ * network: the result is stored whole all the same, and a re-run makes no
+ * request */
+GST_START_TEST (test_pull_stop_at_eos_stores_the_result)
+{
+  guint round;
+
+  for (round = 0; round < 3; round++) {
+    g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+    g_autofree gchar *props = g_strdup_printf ("prompt=\"stop at eos %u\" "
+        "cache-dir=%s", round, dir);
+    g_autoptr (Run) r = NULL;
+    g_autoptr (GBytes) origin = NULL;
+
+    fail_unless (sim_reset (sim));
+    fail_unless (sim_set_faults (sim, "{\"large_results\": true, "
+            "\"faststart\": true}"));
+    r = run_src (props, "qtdemux ! fakesink");
+    assert_ok (r);
+    origin = http_get (result_url (last_task (r), 0));
+    assert_stored (props, dir, origin);
+    remove_folder (dir);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 download_suite (void)
 {
@@ -497,6 +525,7 @@ download_suite (void)
   tcase_add_test (tc, test_changed_result_is_an_error);
   tcase_add_test (tc, test_download_never_holds_preroll);
   tcase_add_test (tc, test_chunked_result_stored_before_eos);
+  tcase_add_test (tc, test_pull_stop_at_eos_stores_the_result);
   suite_add_tcase (s, tc);
   return s;
 }
