@@ -3,8 +3,10 @@
  * host that ignores Range and a result that changes on the server. */
 #include "common.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* A result of some 16 MB that downloads in a few seconds: slow enough that
  * a read at its end is far ahead of the download */
@@ -503,6 +505,37 @@ GST_START_TEST (test_pull_stop_at_eos_stores_the_result)
 
 GST_END_TEST;
 
+/* A download-dir where the result may not grow to its size (RLIMIT_FSIZE
+ * with SIGXFSZ ignored: EFBIG, as a full disk gives ENOSPC): an element
+ * error naming the folder, no crash, and no file left behind */
+GST_START_TEST (test_download_dir_too_small_is_an_error)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+  g_autofree gchar *props = g_strdup_printf ("prompt=\"no room\" "
+      "download-dir=%s", dir);
+  g_autoptr (Run) r = NULL;
+  struct rlimit old, small;
+  void (*old_handler) (int);
+  gboolean limited;
+
+  fail_unless (getrlimit (RLIMIT_FSIZE, &old) == 0);
+  small = old;
+  small.rlim_cur = 1024 * 1024;
+  old_handler = signal (SIGXFSZ, SIG_IGN);
+  limited = setrlimit (RLIMIT_FSIZE, &small) == 0;
+  r = run_large (NULL, props, "fakesink");
+  setrlimit (RLIMIT_FSIZE, &old);
+  signal (SIGXFSZ, old_handler);
+
+  fail_unless (limited);
+  assert_error (r, GST_RESOURCE_ERROR_READ, "no room for the result");
+  assert_error (r, GST_RESOURCE_ERROR_READ, dir);
+  fail_unless_equals_int (count_files (dir), 0);
+  remove_folder (dir);
+}
+
+GST_END_TEST;
+
 static Suite *
 download_suite (void)
 {
@@ -526,6 +559,7 @@ download_suite (void)
   tcase_add_test (tc, test_download_never_holds_preroll);
   tcase_add_test (tc, test_chunked_result_stored_before_eos);
   tcase_add_test (tc, test_pull_stop_at_eos_stores_the_result);
+  tcase_add_test (tc, test_download_dir_too_small_is_an_error);
   suite_add_tcase (s, tc);
   return s;
 }
