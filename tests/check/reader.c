@@ -725,6 +725,60 @@ GST_START_TEST (test_reads_on_tmpfs)
 
 GST_END_TEST;
 
+/* The connection drops twice, off the chunks' and direct I/O's
+ * boundaries, once in the sequential download and once in the far one:
+ * every read, in memory, in the file, around the far request and across
+ * the places of the drops, gives the result's bytes */
+GST_START_TEST (test_reads_across_dropped_connections)
+{
+  Counted c = { 0 };
+  g_autoptr (GrokImagineReader) reader = NULL;
+  gsize size = g_bytes_get_size (origin);
+  guint64 drop = 5 * 256 * 1024 + 4096 + 77;
+  guint64 far = size - 700 * 1000 - 5;
+  guint64 at[] = { drop + 1000, far, far + 300 * 1000 - 10, drop - 1000, 0,
+    drop - 300 * 1024, far - 5000, size - 3000
+  };
+  guint64 offset;
+  guint i;
+
+  http.retries = 5;
+  fail_unless (sim_set_faultsf (sim, "{\"large_results\": true, "
+          "\"download_rate_kbps\": 60000, \"drop_download_at\": %"
+          G_GUINT64_FORMAT ", \"fault_count\": 1}", drop));
+  reader = new_reader_at (dir, url, FALSE, &c, NULL);
+  for (i = 0; i < G_N_ELEMENTS (at); i++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = NULL;
+
+    /* once the sequential download has resumed: the far request's own
+     * drop, a little after its first byte */
+    if (i == 1)
+      fail_unless (sim_set_faultsf (sim, "{\"drop_download_at\": %"
+              G_GUINT64_FORMAT ", \"fault_count\": 1}", far + 200 * 1000));
+    got = grok_imagine_reader_read (reader, at[i], 600 * 1000, TRUE, NULL,
+        &err);
+    fail_unless (got != NULL, "read at %" G_GUINT64_FORMAT ": %s", at[i],
+        err ? err->message : "");
+    assert_bytes (got, at[i], MIN (600 * 1000, size - at[i]));
+  }
+  for (offset = 0, i = 0; offset < size && i < 100000; i++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset,
+        256 * 1024, FALSE, NULL, &err);
+
+    fail_unless (got != NULL && g_bytes_get_size (got) > 0, "%s",
+        err ? err->message : "the end too early");
+    assert_bytes (got, offset, g_bytes_get_size (got));
+    offset += g_bytes_get_size (got);
+  }
+  fail_unless_equals_uint64 (offset, size);
+  /* the first request, the far one, and one resume for each */
+  fail_unless_equals_int (sim_stat (sim, "cdn_requests"), 4);
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -747,6 +801,7 @@ reader_suite (void)
   tcase_add_test (tc, test_empty_result);
   tcase_add_test (tc, test_file_too_large_is_an_error);
   tcase_add_test (tc, test_reads_on_tmpfs);
+  tcase_add_test (tc, test_reads_across_dropped_connections);
   suite_add_tcase (s, tc);
   return s;
 }
