@@ -3,10 +3,8 @@
  * host that ignores Range and a result that changes on the server. */
 #include "common.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 /* A result of some 16 MB that downloads in a few seconds: slow enough that
  * a read at its end is far ahead of the download */
@@ -514,18 +512,11 @@ GST_START_TEST (test_download_dir_too_small_is_an_error)
   g_autofree gchar *props = g_strdup_printf ("prompt=\"no room\" "
       "download-dir=%s", dir);
   g_autoptr (Run) r = NULL;
-  struct rlimit old, small;
-  void (*old_handler) (int);
   gboolean limited;
 
-  fail_unless (getrlimit (RLIMIT_FSIZE, &old) == 0);
-  small = old;
-  small.rlim_cur = 1024 * 1024;
-  old_handler = signal (SIGXFSZ, SIG_IGN);
-  limited = setrlimit (RLIMIT_FSIZE, &small) == 0;
+  limited = limit_file_size (1024 * 1024);
   r = run_large (NULL, props, "fakesink");
-  setrlimit (RLIMIT_FSIZE, &old);
-  signal (SIGXFSZ, old_handler);
+  unlimit_file_size ();
 
   fail_unless (limited);
   assert_error (r, GST_RESOURCE_ERROR_READ, "no room for the result");

@@ -4,9 +4,7 @@
 #include "common.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <glib/gstdio.h>
 
@@ -304,6 +302,39 @@ new_reader_at (const gchar * folder, const gchar * from, gboolean keep,
       on_event_counted, c);
 }
 
+/* Reads @reader from byte 0 to the end in order, with @fill in pieces of
+ * @len, else what is there (at most @len), each piece @expect's own
+ * bytes; returns where the end came */
+static guint64
+read_whole (GrokImagineReader * reader, GBytes * expect, gsize len,
+    gboolean fill)
+{
+  gsize size = g_bytes_get_size (expect);
+  guint64 offset = 0;
+  guint i;
+
+  for (i = 0; i < 100000; i++) {
+    g_autoptr (GError) err = NULL;
+    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset, len,
+        fill, NULL, &err);
+    gsize n;
+    const guint8 *data;
+
+    fail_unless (got != NULL, "read at %" G_GUINT64_FORMAT ": %s", offset,
+        err ? err->message : "");
+    data = g_bytes_get_data (got, &n);
+    if (n == 0)
+      break;
+    fail_unless (offset + n <= size, "bytes beyond the end");
+    fail_unless (!fill || n == MIN (len, size - offset), "a short read");
+    fail_unless (memcmp (data, (const guint8 *) g_bytes_get_data (expect,
+                NULL) + offset, n) == 0, "the bytes at %" G_GUINT64_FORMAT
+        " differ", offset);
+    offset += n;
+  }
+  return offset;
+}
+
 /* A read that wants more than the 1 MiB buffering looks ahead (a pulling
  * demuxer's big moov): BUFFERING reaches 100 once, and the read waits
  * quietly for the rest instead of telling 100 again and again */
@@ -337,25 +368,12 @@ GST_START_TEST (test_last_byte_waits_quietly)
 {
   Counted c = { 0 };
   g_autoptr (GrokImagineReader) reader = NULL;
-  gsize size = g_bytes_get_size (origin);
-  guint64 offset = 0;
-  guint i;
 
   c.complete_delay_us = 600 * 1000;
   fail_unless (sim_set_faults (sim, "{\"large_results\": true}"));
   reader = new_reader_at (dir, url, FALSE, &c, NULL);
-  for (i = 0; i < 100000; i++) {
-    g_autoptr (GError) err = NULL;
-    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset,
-        256 * 1024, FALSE, NULL, &err);
-
-    fail_unless (got != NULL, "%s", err ? err->message : "");
-    if (g_bytes_get_size (got) == 0)
-      break;
-    assert_bytes (got, offset, g_bytes_get_size (got));
-    offset += g_bytes_get_size (got);
-  }
-  fail_unless_equals_uint64 (offset, size);
+  fail_unless_equals_uint64 (read_whole (reader, origin, 256 * 1024, FALSE),
+      g_bytes_get_size (origin));
   g_mutex_lock (&c.lock);
   fail_unless (c.complete);
   fail_unless (c.buffering_done <= 1, "BUFFERING 100 told %u times",
@@ -536,27 +554,8 @@ assert_reads_whole (GrokImagineReader * reader, Host * h, Counted * c,
     gsize len, gboolean fill)
 {
   gsize size = g_bytes_get_size (h->body);
-  guint64 offset = 0, total;
-  guint i;
+  guint64 offset = read_whole (reader, h->body, len, fill), total;
 
-  for (i = 0; i < 100000; i++) {
-    g_autoptr (GError) err = NULL;
-    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset, len,
-        fill, NULL, &err);
-    gsize n;
-    const guint8 *data;
-
-    fail_unless (got != NULL, "read at %" G_GUINT64_FORMAT ": %s", offset,
-        err ? err->message : "");
-    data = g_bytes_get_data (got, &n);
-    if (n == 0)
-      break;
-    fail_unless (offset + n <= size, "bytes beyond the end");
-    fail_unless (memcmp (data, (const guint8 *) g_bytes_get_data (h->body,
-                NULL) + offset, n) == 0, "the bytes at %" G_GUINT64_FORMAT
-        " differ", offset);
-    offset += n;
-  }
   fail_unless_equals_uint64 (offset, size);
   g_mutex_lock (&c->lock);
   fail_unless (c->complete, "the end came before COMPLETE");
@@ -646,22 +645,15 @@ GST_START_TEST (test_file_too_large_is_an_error)
     g_autoptr (GError) err = NULL;
     g_autoptr (GBytes) got = NULL;
     GrokImagineReader *reader;
-    struct rlimit old, small;
-    void (*old_handler) (int);
     gboolean limited;
 
     /* limited only here: nothing below fails before it is lifted */
-    fail_unless (getrlimit (RLIMIT_FSIZE, &old) == 0);
-    small = old;
-    small.rlim_cur = 1024 * 1024;
-    old_handler = signal (SIGXFSZ, SIG_IGN);
-    limited = setrlimit (RLIMIT_FSIZE, &small) == 0;
+    limited = limit_file_size (1024 * 1024);
     reader = new_reader_at (dir, h->url, FALSE, &c, &path);
     got = grok_imagine_reader_read (reader, 0, 3 * 1024 * 1024, TRUE, NULL,
         &err);
     grok_imagine_reader_free (reader);
-    setrlimit (RLIMIT_FSIZE, &old);
-    signal (SIGXFSZ, old_handler);
+    unlimit_file_size ();
 
     fail_unless (limited);
     fail_unless (got == NULL, "%s: read the whole result past the limit",
@@ -685,7 +677,6 @@ GST_START_TEST (test_reads_on_tmpfs)
   GRand *rand = g_rand_new_with_seed (34);
   g_autoptr (GrokImagineReader) reader = NULL;
   Counted c = { 0 };
-  guint64 offset;
   guint i;
 
   shm = g_strdup ("/dev/shm/grokimagine-reader-XXXXXX");
@@ -708,16 +699,8 @@ GST_START_TEST (test_reads_on_tmpfs)
     fail_unless (got != NULL, "read %u: %s", i, err ? err->message : "");
     assert_bytes (got, at, MIN (len, size - at));
   }
-  for (offset = 0, i = 0; offset < size && i < 100000; i++) {
-    g_autoptr (GError) err = NULL;
-    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset,
-        100 * 1000, FALSE, NULL, &err);
-
-    fail_unless (got != NULL && g_bytes_get_size (got) > 0, "%s",
-        err ? err->message : "the end too early");
-    assert_bytes (got, offset, g_bytes_get_size (got));
-    offset += g_bytes_get_size (got);
-  }
+  fail_unless_equals_uint64 (read_whole (reader, origin, 100 * 1000, FALSE),
+      size);
   g_rand_free (rand);
   g_clear_pointer (&reader, grok_imagine_reader_free);
   remove_folder (shm);
@@ -739,7 +722,6 @@ GST_START_TEST (test_reads_across_dropped_connections)
   guint64 at[] = { drop + 1000, far, far + 300 * 1000 - 10, drop - 1000, 0,
     drop - 300 * 1024, far - 5000, size - 3000
   };
-  guint64 offset;
   guint i;
 
   http.retries = 5;
@@ -762,17 +744,8 @@ GST_START_TEST (test_reads_across_dropped_connections)
         err ? err->message : "");
     assert_bytes (got, at[i], MIN (600 * 1000, size - at[i]));
   }
-  for (offset = 0, i = 0; offset < size && i < 100000; i++) {
-    g_autoptr (GError) err = NULL;
-    g_autoptr (GBytes) got = grok_imagine_reader_read (reader, offset,
-        256 * 1024, FALSE, NULL, &err);
-
-    fail_unless (got != NULL && g_bytes_get_size (got) > 0, "%s",
-        err ? err->message : "the end too early");
-    assert_bytes (got, offset, g_bytes_get_size (got));
-    offset += g_bytes_get_size (got);
-  }
-  fail_unless_equals_uint64 (offset, size);
+  fail_unless_equals_uint64 (read_whole (reader, origin, 256 * 1024, FALSE),
+      size);
   /* the first request, the far one, and one resume for each */
   fail_unless_equals_int (sim_stat (sim, "cdn_requests"), 4);
 }
