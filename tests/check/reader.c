@@ -752,6 +752,50 @@ GST_START_TEST (test_reads_across_dropped_connections)
 
 GST_END_TEST;
 
+/* The reader goes at random moments of the download (the socket, the
+ * writer, the pacing wait, the end), after a read or not: it goes at once,
+ * and a file kept for a cache is either gone or whole, told COMPLETE */
+GST_START_TEST (test_free_at_random_moments)
+{
+  GRand *rand = g_rand_new_with_seed (56);
+  gsize size = g_bytes_get_size (origin);
+  guint i, kept = 0;
+
+  for (i = 0; i < 40; i++) {
+    Counted c = { 0 };
+    g_autofree gchar *path = NULL;
+    GrokImagineReader *reader;
+    gboolean exists;
+
+    fail_unless (sim_set_faultsf (sim, "{\"large_results\": true, "
+            "\"download_rate_kbps\": %d}", i % 2 ? 0 : 400000));
+    reader = new_reader_at (dir, url, TRUE, &c, &path);
+    g_usleep (g_rand_int_range (rand, 0, 400 * 1000));
+    if (i % 3 == 0) {
+      g_autoptr (GBytes) got = grok_imagine_reader_read (reader,
+          g_rand_int_range (rand, 0, size), 64 * 1024, i % 2, NULL, NULL);
+
+      fail_unless (got != NULL);
+    }
+    grok_imagine_reader_free (reader);
+    exists = g_file_test (path, G_FILE_TEST_EXISTS);
+    fail_unless (exists == c.complete, "round %u: %s", i, exists ?
+        "a file kept, not told complete" : "told complete, no file");
+    if (exists) {
+      g_autoptr (GBytes) stored = read_file (path);
+
+      g_unlink (path);
+      fail_unless (g_bytes_equal (stored, origin), "round %u: the kept file "
+          "differs", i);
+      kept++;
+    }
+  }
+  g_rand_free (rand);
+  GST_INFO ("%u of %u files kept", kept, i);
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -775,6 +819,7 @@ reader_suite (void)
   tcase_add_test (tc, test_file_too_large_is_an_error);
   tcase_add_test (tc, test_reads_on_tmpfs);
   tcase_add_test (tc, test_reads_across_dropped_connections);
+  tcase_add_test (tc, test_free_at_random_moments);
   suite_add_tcase (s, tc);
   return s;
 }
