@@ -172,6 +172,7 @@ struct _GrokImagineReader
   gboolean buffering;           /* a read waited for the network */
   guint64 buffer_from;          /* ...at this offset */
   gint buffer_percent;
+  guint64 next_read;            /* where the last read ended */
 };
 
 static void
@@ -746,6 +747,7 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
 {
   gint64 patience = 0;
   gboolean waited, buffered = FALSE;
+  gint rebased = -1;
   gssize ret;
 
   g_mutex_lock (&r->lock);
@@ -777,6 +779,12 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       end = MAX (offset, r->size - 1);
     if (end >= want_end || (!fill && end > offset)) {
       ret = MIN (end, want_end) - offset;
+      /* while buffering, a read that does not go on from the last one (a
+       * seek) and has its bytes: the level is the one after it */
+      if (r->buffering && offset != r->next_read) {
+        r->buffer_from = offset;
+        rebased = update_buffering (r);
+      }
       break;
     }
     if (r->error) {
@@ -820,7 +828,11 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       tell (r, GROK_IMAGINE_READER_BUFFERING, level);
     g_mutex_lock (&r->lock);
   }
+  /* a read that failed (a flush) ended where it began */
+  r->next_read = offset + MAX (ret, 0);
   g_mutex_unlock (&r->lock);
+  if (rebased >= 0)
+    tell (r, GROK_IMAGINE_READER_BUFFERING, rebased);
   return ret;
 }
 

@@ -265,6 +265,8 @@ typedef struct
   guint buffering, buffering_done;
   gboolean complete, failed;
   gulong complete_delay_us;
+  gint progress;                /* the last PROGRESS */
+  GCancellable *cancel_on_buffering;    /* cancelled when BUFFERING starts */
 } Counted;
 
 static void
@@ -285,6 +287,11 @@ on_event_counted (GrokImagineReader * reader, GrokImagineReaderEvent event,
     c->complete = TRUE;
   if (event == GROK_IMAGINE_READER_FAILED)
     c->failed = TRUE;
+  if (event == GROK_IMAGINE_READER_PROGRESS)
+    c->progress = percent;
+  if (event == GROK_IMAGINE_READER_BUFFERING && percent < 100
+      && c->cancel_on_buffering)
+    g_cancellable_cancel (c->cancel_on_buffering);
   g_mutex_unlock (&c->lock);
 }
 
@@ -796,6 +803,50 @@ GST_START_TEST (test_free_at_random_moments)
 
 GST_END_TEST;
 
+/* A read that buffered is flushed away (a seek back), and the next read
+ * finds its bytes there at once: the buffering ends as soon as 1 MiB lies
+ * ahead of that read, not of the one that went */
+GST_START_TEST (test_seek_back_ends_buffering)
+{
+  Counted c = { 0 };
+  g_autoptr (GCancellable) flush = g_cancellable_new ();
+  g_autoptr (GrokImagineReader) reader = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (GBytes) got = NULL;
+  gsize size = g_bytes_get_size (origin);
+  guint i;
+
+  /* one request (no far one), some 1 MB/s */
+  fail_unless (sim_set_faults (sim, "{\"large_results\": true, "
+          "\"ignore_range\": true, \"download_rate_kbps\": 8000}"));
+  c.cancel_on_buffering = flush;
+  reader = new_reader_at (dir, url, FALSE, &c, NULL);
+  got = grok_imagine_reader_read (reader, 3 * 1024 * 1024 / 2, 1000, TRUE,
+      flush, &err);
+  fail_unless (got == NULL && g_error_matches (err, G_IO_ERROR,
+          G_IO_ERROR_CANCELLED));
+  /* bounded: 30 s, until some 1.2 MiB arrived */
+  for (i = 0; i < 3000; i++) {
+    gint progress;
+
+    g_mutex_lock (&c.lock);
+    progress = c.progress;
+    g_mutex_unlock (&c.lock);
+    if ((guint64) progress * size / 100 >= 1200 * 1024)
+      break;
+    g_usleep (10 * 1000);
+  }
+  got = grok_imagine_reader_read (reader, 0, 1000, TRUE, NULL, NULL);
+  fail_unless (got != NULL);
+  assert_bytes (got, 0, 1000);
+  g_mutex_lock (&c.lock);
+  fail_unless (c.buffering_done == 1, "buffering did not end at the read "
+      "after the seek (BUFFERING 100 told %u times)", c.buffering_done);
+  g_mutex_unlock (&c.lock);
+}
+
+GST_END_TEST;
+
 static Suite *
 reader_suite (void)
 {
@@ -820,6 +871,7 @@ reader_suite (void)
   tcase_add_test (tc, test_reads_on_tmpfs);
   tcase_add_test (tc, test_reads_across_dropped_connections);
   tcase_add_test (tc, test_free_at_random_moments);
+  tcase_add_test (tc, test_seek_back_ends_buffering);
   suite_add_tcase (s, tc);
   return s;
 }
