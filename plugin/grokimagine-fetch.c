@@ -18,6 +18,9 @@ struct _GrokImagineFetch
   gchar *etag;
   gchar *last_modified;
   gboolean ranges;              /* the host answered a Range with 206 */
+  /* A byte read from the stream ahead of the caller (see read_some()) */
+  guint8 ahead;
+  gboolean has_ahead;
 };
 
 GrokImagineFetch *
@@ -39,6 +42,7 @@ grok_imagine_fetch_close (GrokImagineFetch * fetch)
     g_input_stream_close (fetch->stream, NULL, NULL);
   g_clear_object (&fetch->stream);
   g_clear_object (&fetch->msg);
+  fetch->has_ahead = FALSE;
 }
 
 void
@@ -304,6 +308,34 @@ grok_imagine_fetch_open (GrokImagineFetch * fetch, guint64 offset,
   return open_retrying (fetch, offset, 0, 0, cancellable, http_status, error);
 }
 
+/* libsoup reads the end of a chunked body into the caller's buffer and
+ * fails on one of a single byte: such a read asks for two, and keeps the
+ * second for the next read */
+static gssize
+read_some (GrokImagineFetch * fetch, guint8 * data, gsize len,
+    GCancellable * cancellable, GError ** error)
+{
+  guint8 two[2];
+  gssize n;
+
+  if (fetch->has_ahead) {
+    fetch->has_ahead = FALSE;
+    data[0] = fetch->ahead;
+    return 1;
+  }
+  if (len > 1)
+    return g_input_stream_read (fetch->stream, data, len, cancellable, error);
+  n = g_input_stream_read (fetch->stream, two, 2, cancellable, error);
+  if (n > 0)
+    data[0] = two[0];
+  if (n == 2) {
+    fetch->ahead = two[1];
+    fetch->has_ahead = TRUE;
+    n = 1;
+  }
+  return n;
+}
+
 /* Reads what has arrived, at most @len bytes, or with @fill all @len
  * unless the result ends first. A dropped connection is resumed from the
  * next byte, retrying through an outage as grok_imagine_fetch_open() does. */
@@ -325,8 +357,7 @@ grok_imagine_fetch_read (GrokImagineFetch * fetch, guint8 * data, gsize len,
   while (got < len) {
     g_autoptr (GError) err = NULL;
     guint http_status;
-    gssize n = g_input_stream_read (fetch->stream, data + got, len - got,
-        cancellable, &err);
+    gssize n = read_some (fetch, data + got, len - got, cancellable, &err);
 
     if (n > 0) {
       got += n;

@@ -135,6 +135,7 @@ struct _GrokImagineReader
 {
   int fd;
   int direct_fd;                /* the same file for direct I/O, or -1 */
+  gboolean direct_writes;       /* the writer's: direct_fd takes them */
   gchar *path;
   gboolean keep_complete;       /* else the file goes when the reader goes */
   GrokImagineReaderNotify notify;
@@ -173,6 +174,7 @@ struct _GrokImagineReader
   gboolean buffering;           /* a read waited for the network */
   guint64 buffer_from;          /* ...at this offset */
   gint buffer_percent;
+  guint64 next_read;            /* where the last read ended */
 };
 
 static void
@@ -313,7 +315,7 @@ store_chunks (GrokImagineReader * r, Chunk ** chunks, guint n_chunks,
   struct iovec iov[STORE_BATCH];
   guint i;
 
-  if (r->direct_fd >= 0 && chunks[n_chunks - 1]->filled == CHUNK_SIZE) {
+  if (r->direct_writes && chunks[n_chunks - 1]->filled == CHUNK_SIZE) {
     gssize n;
 
     for (i = 0; i < n_chunks; i++) {
@@ -325,10 +327,9 @@ store_chunks (GrokImagineReader * r, Chunk ** chunks, guint n_chunks,
     while (n < 0 && errno == EINTR);
     if (n == (gssize) n_chunks * CHUNK_SIZE)
       return TRUE;
-    if (n < 0 && errno == EINVAL) {
-      close (r->direct_fd);
-      r->direct_fd = -1;
-    }
+    /* not closed: the reads may be using it */
+    if (n < 0 && errno == EINVAL)
+      r->direct_writes = FALSE;
   }
   for (i = 0; i < n_chunks; i++)
     if (!write_at (r, chunks[i]->data, chunks[i]->filled, chunks[i]->offset,
@@ -471,6 +472,16 @@ give_up (GrokImagineReader * r, GError * err, guint http_status)
     tell (r, GROK_IMAGINE_READER_FAILED, -1);
 }
 
+/* Whether the writer ends: on a failure, or on a stop unless every byte
+ * has arrived (a reader may have read the last one already): the file is
+ * then made whole, and told COMPLETE, rather than lost. Reader lock. */
+static gboolean
+writer_ends (GrokImagineReader * r)
+{
+  return r->error != NULL || (g_cancellable_is_cancelled (r->cancellable)
+      && (r->size == G_MAXUINT64 || reach (r, 0, r->seq.pos) < r->size));
+}
+
 /* The writer: seq's chunks into the file, in order, behind the reads */
 static gpointer
 store_behind (gpointer data)
@@ -485,13 +496,12 @@ store_behind (gpointer data)
     gboolean complete;
 
     while (g_queue_is_empty (&r->unstored) && !r->seq_ended
-        && r->error == NULL && !g_cancellable_is_cancelled (r->cancellable)) {
+        && !writer_ends (r)) {
       r->writer_waits = TRUE;
       g_cond_wait (&r->work, &r->lock);
     }
     r->writer_waits = FALSE;
-    if (g_queue_is_empty (&r->unstored) || r->error != NULL
-        || g_cancellable_is_cancelled (r->cancellable))
+    if (g_queue_is_empty (&r->unstored) || writer_ends (r))
       break;
     /* the chunks waiting, up to the first that is not whole */
     n = 0;
@@ -664,6 +674,7 @@ grok_imagine_reader_new (const GrokImagineHttp * http, const gchar * url,
 #ifdef O_DIRECT
   r->direct_fd = g_open (path, O_RDWR | O_DIRECT | O_CLOEXEC, 0);
 #endif
+  r->direct_writes = r->direct_fd >= 0;
   /* the threads waiting in the reader's cond wake when it is freed */
   r->cancel_id = g_cancellable_connect (r->cancellable, G_CALLBACK (wake),
       r, NULL);
@@ -686,22 +697,8 @@ grok_imagine_reader_new_for_file (int fd, const gchar * path, guint64 size)
 void
 grok_imagine_reader_free (GrokImagineReader * r)
 {
-  gboolean store_rest;
-
   if (r == NULL)
     return;
-  /* Every byte arrived and only the writer is still at work: the file is
-   * a few chunks from whole (and from being stored), so it goes on to the
-   * end. Whoever stops on EOS from a demuxer in pull mode, which sees the
-   * last bytes before they are in the file, keeps the result. */
-  g_mutex_lock (&r->lock);
-  store_rest = r->writer && r->size != G_MAXUINT64 && r->error == NULL
-      && !r->complete && r->seq_ended && reach (r, 0, r->seq.pos) >= r->size;
-  g_mutex_unlock (&r->lock);
-  if (store_rest) {
-    g_thread_join (r->writer);
-    r->writer = NULL;
-  }
   g_cancellable_cancel (r->cancellable);
   if (r->seq.thread)
     g_thread_join (r->seq.thread);
@@ -752,7 +749,8 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     gboolean fill, GCancellable * cancellable, GError ** error)
 {
   gint64 patience = 0;
-  gboolean waited;
+  gboolean waited, buffered = FALSE;
+  gint rebased = -1;
   gssize ret;
 
   g_mutex_lock (&r->lock);
@@ -761,9 +759,9 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     guint64 want_end, end;
     gint level;
 
-    /* the end is there once every byte is in the file, and told so */
-    if (known && offset >= r->size && r->complete && !r->settled
-        && r->error == NULL) {
+    /* the end is there once every byte is in the file, and told so (the
+     * writer may be behind a download that has ended) */
+    if (known && offset >= r->size && !r->settled && r->error == NULL) {
       if (g_cancellable_set_error_if_cancelled (cancellable, error)) {
         ret = -1;
         break;
@@ -784,6 +782,12 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       end = MAX (offset, r->size - 1);
     if (end >= want_end || (!fill && end > offset)) {
       ret = MIN (end, want_end) - offset;
+      /* while buffering, a read that does not go on from the last one (a
+       * seek) and has its bytes: the level is the one after it */
+      if (r->buffering && offset != r->next_read) {
+        r->buffer_from = offset;
+        rebased = update_buffering (r);
+      }
       break;
     }
     if (r->error) {
@@ -797,7 +801,10 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     }
     maybe_reach_far (r, offset);
 
-    if (r->buffering) {
+    /* once this read has buffered, the rest of its wait is told by the
+     * download (a read of more than BUFFERING_AHEAD, or the end held back
+     * until COMPLETE was told, waits on after 100 %) */
+    if (r->buffering || buffered) {
       /* the level that matters is the one after this read */
       r->buffer_from = offset;
       r->reading++;
@@ -814,7 +821,7 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       continue;
     if (g_get_monotonic_time () < patience)
       continue;
-    r->buffering = TRUE;
+    r->buffering = buffered = TRUE;
     r->buffer_from = offset;
     r->buffer_percent = -1;
     level = update_buffering (r);
@@ -824,7 +831,11 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       tell (r, GROK_IMAGINE_READER_BUFFERING, level);
     g_mutex_lock (&r->lock);
   }
+  /* a read that failed (a flush) ended where it began */
+  r->next_read = offset + MAX (ret, 0);
   g_mutex_unlock (&r->lock);
+  if (rebased >= 0)
+    tell (r, GROK_IMAGINE_READER_BUFFERING, rebased);
   return ret;
 }
 

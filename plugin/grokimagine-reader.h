@@ -51,7 +51,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineReader, grok_imagine_reader_free);
  * of them (up to the end of the result), else at least one. Without @fill
  * (a sequential reader) the last byte comes only once every byte is in the
  * file and COMPLETE was told: whoever sees the end sees the download's end
- * first. Empty at the end, NULL with @error on failure. The wait ends with G_IO_ERROR_CANCELLED
+ * first. Empty at the end, which no read sees before COMPLETE was told
+ * (without a Content-Length a sequential reader may get the last byte
+ * before), NULL with @error on failure. The wait ends with G_IO_ERROR_CANCELLED
  * when @cancellable is cancelled; the download goes on. */
 GBytes *grok_imagine_reader_read (GrokImagineReader * reader, guint64 offset,
     gsize len, gboolean fill, GCancellable * cancellable, GError ** error);

@@ -4,7 +4,9 @@
 
 #include <gst/base/gstbasesink.h>
 
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 
 SimProcess *sim;
 
@@ -428,4 +430,27 @@ remove_folder (const gchar * dir)
     g_unlink (path);
   }
   g_rmdir (dir);
+}
+
+static struct rlimit unlimited_size;
+static void (*unlimited_xfsz) (int);
+
+gboolean
+limit_file_size (guint64 bytes)
+{
+  struct rlimit small;
+
+  if (getrlimit (RLIMIT_FSIZE, &unlimited_size) != 0)
+    return FALSE;
+  small = unlimited_size;
+  small.rlim_cur = bytes;
+  unlimited_xfsz = signal (SIGXFSZ, SIG_IGN);
+  return setrlimit (RLIMIT_FSIZE, &small) == 0;
+}
+
+void
+unlimit_file_size (void)
+{
+  setrlimit (RLIMIT_FSIZE, &unlimited_size);
+  signal (SIGXFSZ, unlimited_xfsz);
 }

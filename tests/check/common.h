@@ -64,3 +64,9 @@ void stop_simulator (void);
 
 /* Removes @dir, a folder that holds files only */
 void remove_folder (const gchar * dir);
+
+/* Until unlimit_file_size (), no file of this process may grow beyond
+ * @bytes: writes past it fail with EFBIG (SIGXFSZ is ignored meanwhile).
+ * FALSE when the limit cannot be set. */
+gboolean limit_file_size (guint64 bytes);
+void unlimit_file_size (void);

@@ -442,6 +442,91 @@ GST_START_TEST (test_download_never_holds_preroll)
 
 GST_END_TEST;
 
+/* A host that sends the result chunked, without a Content-Length, and
+ * ignores Range: pushed to a file with a cache-dir, the download is
+ * reported complete before EOS, the copy is whole, and so is the stored
+ * result */
+GST_START_TEST (test_chunked_result_stored_before_eos)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+  g_autofree gchar *out = g_build_filename (dir, "out.mp4", NULL);
+  g_autofree gchar *props = g_strdup_printf ("prompt=\"chunked\" "
+      "cache-dir=%s", dir);
+  g_autofree gchar *tail = g_strdup_printf ("filesink location=%s", out);
+  g_autoptr (Run) r = run_large ("\"cdn_chunked\": true, "
+      "\"ignore_range\": true", props, tail);
+  g_autoptr (GBytes) origin = NULL, got = NULL;
+  const gchar *done, *eos;
+
+  assert_ok (r);
+  fail_unless_equals_int (cdn_requests (), 1);
+  /* as the log has it: a progress message's text */
+  done = strstr (r->log->str, "(string)\"Downloaded");
+  eos = strstr (r->log->str, "\neos ");
+  fail_unless (done != NULL && eos != NULL && done < eos, "EOS came before "
+      "the download was complete");
+  origin = http_get (result_url (last_task (r), 0));
+  got = read_file (out);
+  g_unlink (out);
+  fail_unless (g_bytes_equal (got, origin), "the copy differs");
+  assert_stored (props, dir, origin);
+  remove_folder (dir);
+}
+
+GST_END_TEST;
+
+/* qtdemux pulls the last bytes as soon as they arrive, and the pipeline
+ * stops at the EOS that follows, while the disk may still be behind the
+ * network: the result is stored whole all the same, and a re-run makes no
+ * request */
+GST_START_TEST (test_pull_stop_at_eos_stores_the_result)
+{
+  guint round;
+
+  for (round = 0; round < 3; round++) {
+    g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+    g_autofree gchar *props = g_strdup_printf ("prompt=\"stop at eos %u\" "
+        "cache-dir=%s", round, dir);
+    g_autoptr (Run) r = NULL;
+    g_autoptr (GBytes) origin = NULL;
+
+    fail_unless (sim_reset (sim));
+    fail_unless (sim_set_faults (sim, "{\"large_results\": true, "
+            "\"faststart\": true}"));
+    r = run_src (props, "qtdemux ! fakesink");
+    assert_ok (r);
+    origin = http_get (result_url (last_task (r), 0));
+    assert_stored (props, dir, origin);
+    remove_folder (dir);
+  }
+}
+
+GST_END_TEST;
+
+/* A download-dir where the result may not grow to its size (RLIMIT_FSIZE
+ * with SIGXFSZ ignored: EFBIG, as a full disk gives ENOSPC): an element
+ * error naming the folder, no crash, and no file left behind */
+GST_START_TEST (test_download_dir_too_small_is_an_error)
+{
+  g_autofree gchar *dir = g_dir_make_tmp ("grokimagine-test-XXXXXX", NULL);
+  g_autofree gchar *props = g_strdup_printf ("prompt=\"no room\" "
+      "download-dir=%s", dir);
+  g_autoptr (Run) r = NULL;
+  gboolean limited;
+
+  limited = limit_file_size (1024 * 1024);
+  r = run_large (NULL, props, "fakesink");
+  unlimit_file_size ();
+
+  fail_unless (limited);
+  assert_error (r, GST_RESOURCE_ERROR_READ, "no room for the result");
+  assert_error (r, GST_RESOURCE_ERROR_READ, dir);
+  fail_unless_equals_int (count_files (dir), 0);
+  remove_folder (dir);
+}
+
+GST_END_TEST;
+
 static Suite *
 download_suite (void)
 {
@@ -463,6 +548,9 @@ download_suite (void)
   tcase_add_test (tc, test_download_dir_unusable);
   tcase_add_test (tc, test_changed_result_is_an_error);
   tcase_add_test (tc, test_download_never_holds_preroll);
+  tcase_add_test (tc, test_chunked_result_stored_before_eos);
+  tcase_add_test (tc, test_pull_stop_at_eos_stores_the_result);
+  tcase_add_test (tc, test_download_dir_too_small_is_an_error);
   suite_add_tcase (s, tc);
   return s;
 }

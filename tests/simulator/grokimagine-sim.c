@@ -121,6 +121,7 @@ typedef enum
   F_CHANGE_RESULT_AFTER,
   F_CDN_DELAY,
   F_FASTSTART,
+  F_CDN_CHUNKED,
   F_FAULT_COUNT,
   N_FAULTS
 } FaultId;
@@ -216,6 +217,8 @@ static const FaultSpec fault_specs[N_FAULTS] = {
       FALSE, "MS", "Delay every CDN answer (a round trip to a far host)"),
   [F_FASTSTART] = SPEC_BOOL ("faststart", "faststart", FALSE,
       "Render new videos with the moov atom first"),
+  [F_CDN_CHUNKED] = SPEC_BOOL ("cdn_chunked", "cdn-chunked", FALSE,
+      "Result bodies are chunked, without a Content-Length"),
   [F_FAULT_COUNT] = SPEC_INT ("fault_count", "fault-count", -1, G_MAXINT, -1,
       FALSE, "N", "Requests hit by each counted fault (-1: all)"),
 };
@@ -2345,7 +2348,10 @@ cdn_answer (SoupServerMessage * msg, const char *path)
     end = total - 1;
   }
   soup_server_message_set_status (msg, rr == RANGE_OK ? 206 : 200, NULL);
-  soup_message_headers_set_content_length (resp, end + 1 - start);
+  if (FAULT (CDN_CHUNKED))
+    soup_message_headers_set_encoding (resp, SOUP_ENCODING_CHUNKED);
+  else
+    soup_message_headers_set_content_length (resp, end + 1 - start);
   if (method == SOUP_METHOD_HEAD)
     return;
 
