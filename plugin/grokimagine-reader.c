@@ -772,6 +772,13 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
       continue;
     }
     if (known && offset >= r->size) {
+      /* a download that failed after its last byte (the file could not
+       * take it) has no end */
+      if (!r->settled && r->error) {
+        g_propagate_error (error, g_error_copy (r->error));
+        ret = -1;
+        break;
+      }
       ret = 0;
       break;
     }

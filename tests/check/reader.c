@@ -650,7 +650,9 @@ GST_END_TEST;
 
 /* A file that may not grow to the result's size (RLIMIT_FSIZE, with
  * SIGXFSZ ignored: EFBIG), with and without a Content-Length: the
- * download fails with an error naming the file, which is deleted */
+ * download fails with an error naming the file, which is deleted, and a
+ * reader in order never sees the end (bytes that arrived in memory before
+ * the writer failed may still be read) */
 GST_START_TEST (test_file_too_large_is_an_error)
 {
   guint k;
@@ -663,17 +665,25 @@ GST_START_TEST (test_file_too_large_is_an_error)
     g_autoptr (GBytes) got = NULL;
     GrokImagineReader *reader;
     gboolean limited;
+    guint64 offset;
+    guint n;
 
     /* limited only here: nothing below fails before it is lifted */
     limited = limit_file_size (1024 * 1024);
     reader = new_reader_at (dir, h->url, FALSE, &c, &path);
-    got = grok_imagine_reader_read (reader, 0, 3 * 1024 * 1024, TRUE, NULL,
-        &err);
+    for (offset = 0, n = 0; n < 1000; n++) {
+      got = grok_imagine_reader_read (reader, offset, 64 * 1024, FALSE, NULL,
+          &err);
+      if (got == NULL || g_bytes_get_size (got) == 0)
+        break;
+      offset += g_bytes_get_size (got);
+      g_clear_pointer (&got, g_bytes_unref);
+    }
     grok_imagine_reader_free (reader);
     unlimit_file_size ();
 
     fail_unless (limited);
-    fail_unless (got == NULL, "%s: read the whole result past the limit",
+    fail_unless (got == NULL, "%s: read to the end past the limit",
         k ? "chunked" : "with a length");
     fail_unless (err != NULL && strstr (err->message, dir) != NULL
         && strstr (err->message, g_strerror (EFBIG)) != NULL, "%s: %s",
