@@ -28,8 +28,8 @@
 
 /* A block of the sequential download. It is read into memory, handed to
  * reads at the download's edge without a copy, and written to the file
- * behind them by a thread of its own, so that receiving never waits for
- * the disk while the file stays at most a few chunks behind. */
+ * behind them by a thread of its own: receiving waits for the disk only
+ * when the file falls UNSTORED_CHUNKS behind. */
 typedef struct
 {
   gatomicrefcount ref;
