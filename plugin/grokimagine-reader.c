@@ -246,6 +246,19 @@ update_buffering (GrokImagineReader * r)
   return level;
 }
 
+/* Once the file is whole, the chunks still in memory go as the reads
+ * pass them: a reader behind the end of the download takes the rest from
+ * memory, not from the disk. Reader lock. */
+static void
+drop_passed (GrokImagineReader * r)
+{
+  Chunk *c;
+
+  while ((c = g_queue_peek_head (&r->recent))
+      && c->offset + c->filled <= r->read_end)
+    chunk_unref (g_queue_pop_head (&r->recent));
+}
+
 /* Whether the file just became whole. Reader lock. */
 static gboolean
 check_complete (GrokImagineReader * r)
@@ -254,8 +267,7 @@ check_complete (GrokImagineReader * r)
       || reach (r, 0, r->stored_end) < r->size)
     return FALSE;
   r->complete = TRUE;
-  /* whole: reads come from the file, the memory goes */
-  g_queue_clear_full (&r->recent, chunk_unref);
+  drop_passed (r);
   return TRUE;
 }
 
@@ -970,6 +982,8 @@ bytes_at (GrokImagineReader * r, guint64 offset, gsize n, GError ** error)
     r->read_end = offset + g_bytes_get_size (bytes);
     if (r->pacing)
       g_cond_signal (&r->room);
+    if (r->complete)
+      drop_passed (r);
   }
   /* not in memory: in the file (only bytes that are there leave memory) */
   stored = (r->complete ? r->size : reach (r, offset, r->stored_end)) - offset;
