@@ -165,7 +165,6 @@ struct _GrokImagineReader
   Chunk *back;                  /* the last chunk read back from the file */
   gboolean live;                /* the reads keep pace, from memory */
   guint64 read_end;             /* where the last read ended */
-  gboolean pacing;              /* the download waits for the reads */
   gboolean complete;            /* every byte is in the file */
   gboolean settled;             /* COMPLETE was told: the end may be read */
   GError *error;                /* the download failed */
@@ -429,11 +428,11 @@ keep_recent (GrokImagineReader * r, Chunk * c)
   while (g_queue_get_length (&r->recent) >= RECENT_CHUNKS && r->live
       && !may_drop_oldest (r) && r->error == NULL
       && !g_cancellable_is_cancelled (r->cancellable)) {
-    r->pacing = r->seq_waits = TRUE;
+    r->seq_waits = TRUE;
     if (!g_cond_wait_until (&r->room, &r->lock, until))
       r->live = FALSE;
   }
-  r->pacing = r->seq_waits = FALSE;
+  r->seq_waits = FALSE;
   g_queue_push_tail (&r->recent, chunk_ref (c));
   trim_recent (r);
   g_mutex_unlock (&r->lock);
@@ -980,7 +979,7 @@ bytes_at (GrokImagineReader * r, guint64 offset, gsize n, GError ** error)
   from_start = r->complete || offset < r->stored_end;
   if (r->live) {
     r->read_end = offset + g_bytes_get_size (bytes);
-    if (r->pacing)
+    if (r->seq_waits)
       g_cond_signal (&r->room);
     if (r->complete)
       drop_passed (r);

@@ -178,14 +178,7 @@ stop_main (gpointer data)
 static gboolean
 holder_wait (Holder * h, gboolean * flag, gint seconds)
 {
-  gint64 end = g_get_monotonic_time () + seconds * G_TIME_SPAN_SECOND;
-  gboolean got;
-
-  g_mutex_lock (&h->lock);
-  while (!*flag && g_cond_wait_until (&h->cond, &h->lock, end));
-  got = *flag;
-  g_mutex_unlock (&h->lock);
-  return got;
+  return wait_for_flag (&h->lock, &h->cond, flag, seconds);
 }
 
 /* set_state(NULL) while another process holds the entry's lock (as for a

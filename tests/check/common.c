@@ -454,3 +454,16 @@ unlimit_file_size (void)
   setrlimit (RLIMIT_FSIZE, &unlimited_size);
   signal (SIGXFSZ, unlimited_xfsz);
 }
+
+gboolean
+wait_for_flag (GMutex * lock, GCond * cond, gboolean * flag, gint seconds)
+{
+  gint64 end = g_get_monotonic_time () + seconds * G_TIME_SPAN_SECOND;
+  gboolean got;
+
+  g_mutex_lock (lock);
+  while (!*flag && g_cond_wait_until (cond, lock, end));
+  got = *flag;
+  g_mutex_unlock (lock);
+  return got;
+}

@@ -64,6 +64,9 @@ void stop_simulator (void);
 
 /* Removes @dir, a folder that holds files only */
 void remove_folder (const gchar * dir);
+/* Waits at most @seconds for @flag, set under @lock with @cond signalled */
+gboolean wait_for_flag (GMutex * lock, GCond * cond, gboolean * flag,
+    gint seconds);
 
 /* Until unlimit_file_size (), no file of this process may grow beyond
  * @bytes: writes past it fail with EFBIG (SIGXFSZ is ignored meanwhile).

@@ -902,14 +902,7 @@ commit_main (gpointer data)
 static gboolean
 held_wait (Held * h, gboolean * flag, gint seconds)
 {
-  gint64 end = g_get_monotonic_time () + seconds * G_TIME_SPAN_SECOND;
-  gboolean got;
-
-  g_mutex_lock (&h->lock);
-  while (!*flag && g_cond_wait_until (&h->cond, &h->lock, end));
-  got = *flag;
-  g_mutex_unlock (&h->lock);
-  return got;
+  return wait_for_flag (&h->lock, &h->cond, flag, seconds);
 }
 
 static gboolean
