@@ -44,10 +44,11 @@ typedef struct
 #define RECENT_CHUNKS 16
 /* How far the file may fall behind the network before receiving waits */
 #define UNSTORED_CHUNKS 14
-/* The most chunks written in one request, and how many wake the writer:
- * bigger writes, fewer wake-ups */
-#define STORE_BATCH UNSTORED_CHUNKS
-#define STORE_WAKE 4
+/* The most chunks written in one request: half of those, so that the
+ * network fills the other half while the disk writes one, and the disk
+ * finds the next write waiting when it is done (a disk slower than the
+ * network then never waits for it) */
+#define STORE_BATCH (UNSTORED_CHUNKS / 2)
 /* A reader that reads from memory keeps pace with the network: before a
  * chunk it has not read yet leaves memory, the download waits this long
  * for it. One that does not come reads from the file from then on, and the
@@ -438,8 +439,8 @@ keep_recent (GrokImagineReader * r, Chunk * c)
   g_mutex_unlock (&r->lock);
 }
 
-/* Gives a chunk of seq (taken; may be NULL) to the writer, and waits while the file is
- * too far behind; FALSE when the download ends meanwhile */
+/* Gives a chunk of seq (taken; may be NULL) to the writer, and waits
+ * while the file is too far behind; FALSE when the download ends meanwhile */
 static gboolean
 hand_over (GrokImagineReader * r, Chunk * c, gboolean last)
 {
@@ -452,8 +453,7 @@ hand_over (GrokImagineReader * r, Chunk * c, gboolean last)
     chunk_unref (c);
   if (last)
     r->seq_ended = TRUE;
-  if (r->writer_waits && (last || g_queue_get_length (&r->unstored) >=
-          STORE_WAKE))
+  if (r->writer_waits)
     g_cond_signal (&r->work);
   while (!last && g_queue_get_length (&r->unstored) >= UNSTORED_CHUNKS
       && r->error == NULL && !g_cancellable_is_cancelled (r->cancellable)) {
