@@ -624,7 +624,9 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
   if (expired) {
     g_clear_error (&err);
     g_set_error (&err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
-        "the timeout of %u s ran out before it was sent", job->timeout);
+        "the timeout of %u s ran out before the request could be sent to "
+        "%s, so nothing was charged", job->timeout,
+        grok_imagine_client_get_host (job->client));
   }
   if (g_error_matches (err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT))
     g_prefix_error (&err, "The job was not submitted: ");
