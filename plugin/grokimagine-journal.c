@@ -46,8 +46,9 @@ struct _GrokImagineJournal
   gchar *lock_path;             /* <dir>/<key>.lock */
   int lock_fd;
   gchar *folder_lock_path;      /* <dir>/journal.lock */
-  gchar *base_url;              /* whose entry it is: see */
-  gchar *account_tag;           /* grok_imagine_journal_set_account() */
+  /* the account its writes record: grok_imagine_journal_set_account() */
+  gchar *base_url;
+  gchar *account_tag;
 };
 
 gchar *

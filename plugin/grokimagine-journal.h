@@ -81,6 +81,7 @@ GrokImagineJournal *grok_imagine_journal_open (const gchar * dir,
     const gchar * key, GError ** error);
 void grok_imagine_journal_free (GrokImagineJournal * journal);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineJournal, grok_imagine_journal_free);
+
 /* The account whose entry @journal holds: its writes record @base_url
  * (without any user info) and the account's tag in the entry. Without it
  * they keep what the entry says. */

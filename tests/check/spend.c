@@ -714,23 +714,11 @@ listed_account (const gchar * key, const gchar * task)
               (parser), task), "account"));
 }
 
-/* Whether a file of the cache folder, or @out, holds @text */
+/* Whether an entry of the cache folder, or @out, holds @text */
 static gboolean
 told (const gchar * out, const gchar * text)
 {
-  g_autoptr (GDir) dir = g_dir_open (cache_dir, 0, NULL);
-  const gchar *name;
-
-  while (dir && (name = g_dir_read_name (dir))) {
-    g_autofree gchar *path = g_build_filename (cache_dir, name, NULL);
-    g_autofree gchar *data = NULL;
-
-    if (g_str_has_suffix (name, ".json")
-        && g_file_get_contents (path, &data, NULL, NULL)
-        && strstr (data, text))
-      return TRUE;
-  }
-  return strstr (out, text) != NULL;
+  return cache_entry_has (cache_dir, text) || strstr (out, text) != NULL;
 }
 
 /* list says whose each entry is: that of the account of the key in
@@ -795,6 +783,34 @@ GST_START_TEST (test_tool_shows_account)
 
 GST_END_TEST;
 
+/* A base URL with a password in it: the entry records it without */
+GST_START_TEST (test_entry_account_without_user_info)
+{
+  g_autoptr (GrokImagineJournal) j = grok_imagine_journal_open (cache_dir,
+      OTHERS_ENTRY, NULL);
+  g_autoptr (GrokImagineEntry) e = NULL;
+  g_autofree gchar *data = NULL, *tag = NULL;
+  gchar *no_urls[] = { NULL };
+  GrokImagineEntry pending = { .state = GROK_IMAGINE_ENTRY_SUBMITTED,
+    .task_id = (gchar *) "task_1", .result_urls = no_urls, .credits = -1
+  };
+
+  fail_unless (j != NULL);
+  grok_imagine_journal_set_account (j, "k",
+      "http://someone:hush@127.0.0.1:9/api");
+  fail_unless (grok_imagine_journal_write (j, &pending, NULL));
+  fail_unless (g_file_get_contents (grok_imagine_journal_get_entry_path (j),
+          &data, NULL, NULL));
+  fail_if (strstr (data, "hush") || strstr (data, "someone"), "%s", data);
+  e = grok_imagine_journal_read (j, NULL);
+  fail_unless (e != NULL);
+  fail_unless_equals_string (e->base_url, "http://127.0.0.1:9/api");
+  tag = grok_imagine_journal_account_tag ("k", e->base_url);
+  fail_unless_equals_string (e->account_tag, tag);
+}
+
+GST_END_TEST;
+
 static Suite *
 spend_suite (void)
 {
@@ -824,6 +840,7 @@ spend_suite (void)
   tcase_add_test (tc, test_prices);
   tcase_add_test (tc, test_leftovers_of_killed_runs_removed);
   tcase_add_test (tc, test_tool_shows_account);
+  tcase_add_test (tc, test_entry_account_without_user_info);
   return s;
 }
 
