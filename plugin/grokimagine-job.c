@@ -101,6 +101,8 @@ entry_copy (const GrokImagineEntry * e)
   c->prompt = g_strdup (e->prompt);
   c->credits = e->credits;
   c->updated_at = e->updated_at;
+  c->base_url = g_strdup (e->base_url);
+  c->account_tag = g_strdup (e->account_tag);
   grok_imagine_entry_set_result_urls (c, e->result_urls);
   if (e->sizes)
     memcpy (c->sizes, e->sizes, g_strv_length (c->result_urls) *
@@ -622,7 +624,9 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
   if (expired) {
     g_clear_error (&err);
     g_set_error (&err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT,
-        "the timeout of %u s ran out before it was sent", job->timeout);
+        "the timeout of %u s ran out before the request could be sent to "
+        "%s, so nothing was charged", job->timeout,
+        grok_imagine_client_get_host (job->client));
   }
   if (g_error_matches (err, GROK_IMAGINE_ERROR, GROK_IMAGINE_ERROR_TIMEOUT))
     g_prefix_error (&err, "The job was not submitted: ");
@@ -1063,6 +1067,8 @@ grok_imagine_job_new (GrokImagineClient * client,
     job->journal = grok_imagine_journal_open (s->cache_dir, job->key, error);
     if (job->journal == NULL)
       return NULL;
+    grok_imagine_journal_set_account (job->journal, s->api_key,
+        grok_imagine_client_get_base_url (client));
   }
   return g_steal_pointer (&job);
 }

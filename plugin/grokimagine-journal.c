@@ -46,6 +46,9 @@ struct _GrokImagineJournal
   gchar *lock_path;             /* <dir>/<key>.lock */
   int lock_fd;
   gchar *folder_lock_path;      /* <dir>/journal.lock */
+  /* the account its writes record: grok_imagine_journal_set_account() */
+  gchar *base_url;
+  gchar *account_tag;
 };
 
 gchar *
@@ -56,6 +59,17 @@ grok_imagine_journal_account (const gchar * api_key, const gchar * base_url)
   /* keyed with the API key: without it, nobody can tell which key it is */
   return g_compute_hmac_for_string (G_CHECKSUM_SHA256, (const guchar *) key,
       strlen (key), base_url, -1);
+}
+
+gchar *
+grok_imagine_journal_account_tag (const gchar * api_key,
+    const gchar * base_url)
+{
+  g_autofree gchar *account = grok_imagine_journal_account (api_key,
+      base_url);
+
+  /* one-way: the account itself is part of every key of its entries */
+  return g_compute_checksum_for_string (G_CHECKSUM_SHA256, account, -1);
 }
 
 gchar *
@@ -210,7 +224,25 @@ grok_imagine_journal_free (GrokImagineJournal * journal)
   g_free (journal->entry_path);
   g_free (journal->lock_path);
   g_free (journal->folder_lock_path);
+  g_free (journal->base_url);
+  g_free (journal->account_tag);
   g_free (journal);
+}
+
+void
+grok_imagine_journal_set_account (GrokImagineJournal * j,
+    const gchar * api_key, const gchar * base_url)
+{
+  g_autoptr (GUri) uri = g_uri_parse (base_url, SOUP_HTTP_URI_FLAGS, NULL);
+
+  g_clear_pointer (&j->base_url, g_free);
+  g_clear_pointer (&j->account_tag, g_free);
+  if (uri == NULL)
+    return;
+  /* a password in the URL is never written */
+  j->base_url = g_uri_get_userinfo (uri) ? g_uri_to_string_partial (uri,
+      G_URI_HIDE_USERINFO) : g_strdup (base_url);
+  j->account_tag = grok_imagine_journal_account_tag (api_key, j->base_url);
 }
 
 const gchar *
@@ -329,6 +361,8 @@ grok_imagine_entry_free (GrokImagineEntry * entry)
   g_free (entry->api);
   g_free (entry->model);
   g_free (entry->prompt);
+  g_free (entry->base_url);
+  g_free (entry->account_tag);
   g_free (entry);
 }
 
@@ -484,6 +518,8 @@ grok_imagine_journal_read (GrokImagineJournal * j, GError ** error)
   entry->api = dup_string_member (obj, "api");
   entry->model = dup_string_member (obj, "model");
   entry->prompt = dup_string_member (obj, "prompt");
+  entry->base_url = dup_string_member (obj, "base_url");
+  entry->account_tag = dup_string_member (obj, "account_tag");
   /* entries of older versions of the element: not in the ledger */
   entry->credits = -1;
   credits = json_object_get_member (obj, "credits");
@@ -589,6 +625,9 @@ grok_imagine_journal_write (GrokImagineJournal * j,
   add_string (b, "api", entry->api);
   add_string (b, "model", entry->model);
   add_string (b, "prompt", entry->prompt);
+  add_string (b, "base_url", j->account_tag ? j->base_url : entry->base_url);
+  add_string (b, "account_tag", j->account_tag ? j->account_tag :
+      entry->account_tag);
   if (entry->credits >= 0) {
     json_builder_set_member_name (b, "credits");
     json_builder_add_int_value (b, entry->credits);

@@ -44,6 +44,10 @@ typedef struct
                                  * the price at submit, then what the API
                                  * reported at its end; -1: not counted */
   gint64 updated_at;            /* unix µs of the last write, when read */
+  /* whose entry it is, for the grokimagine-journal tool; NULL in entries of
+   * earlier versions, which every account honours */
+  gchar *base_url;              /* the API's, without any user info */
+  gchar *account_tag;           /* grok_imagine_journal_account_tag() */
 } GrokImagineEntry;
 
 /* The longest prompt start an entry keeps, in characters */
@@ -55,6 +59,13 @@ typedef struct _GrokImagineJournal GrokImagineJournal;
  * origin) keyed with @api_key (NULL: none), so that nothing written to disk
  * tells the key */
 gchar *grok_imagine_journal_account (const gchar * api_key,
+    const gchar * base_url);
+
+/* What an entry records of its account: a digest of
+ * grok_imagine_journal_account() for @api_key and @base_url, which tells
+ * neither the key nor the account its keys hold, and which only the key
+ * can match */
+gchar *grok_imagine_journal_account_tag (const gchar * api_key,
     const gchar * base_url);
 
 /* The key of a request: what is sent, where and for which @account (from
@@ -70,6 +81,12 @@ GrokImagineJournal *grok_imagine_journal_open (const gchar * dir,
     const gchar * key, GError ** error);
 void grok_imagine_journal_free (GrokImagineJournal * journal);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GrokImagineJournal, grok_imagine_journal_free);
+
+/* The account whose entry @journal holds: its writes record @base_url
+ * (without any user info) and the account's tag in the entry. Without it
+ * they keep what the entry says. */
+void grok_imagine_journal_set_account (GrokImagineJournal * journal,
+    const gchar * api_key, const gchar * base_url);
 
 const gchar *grok_imagine_journal_get_entry_path (GrokImagineJournal * j);
 gchar *grok_imagine_journal_get_result_path (GrokImagineJournal * j,

@@ -7,6 +7,8 @@
  *
  *   grokimagine-journal [--json] list DIR
  *   grokimagine-journal [--json] forget DIR TASK-ID
+ *
+ * list says whose each entry is, when GROK_IMAGINE_API_KEY holds a key.
  */
 #include "grokimagine-journal.h"
 
@@ -20,6 +22,38 @@
 #define SHORT_KEY 12
 
 static gboolean json_output;
+/* GROK_IMAGINE_API_KEY, to tell this account's entries: never printed */
+static const gchar *api_key;
+
+/* Whose entry @e is: "this" account's (of api_key at the entry's
+ * base_url), "another" one's, "any" account's (an entry of an earlier
+ * version, keyed without an account), or "unchecked" without api_key */
+static const gchar *
+account_of (const GrokImagineEntry * e)
+{
+  g_autofree gchar *tag = NULL;
+
+  if (e->account_tag == NULL || e->base_url == NULL)
+    return "any";
+  if (api_key == NULL)
+    return "unchecked";
+  tag = grok_imagine_journal_account_tag (api_key, e->base_url);
+  return g_str_equal (tag, e->account_tag) ? "this" : "another";
+}
+
+/* The account for a person: "this account at <base_url>", ... */
+static gchar *
+describe_account (const GrokImagineEntry * e)
+{
+  const gchar *account = account_of (e);
+
+  if (g_str_equal (account, "any"))
+    return g_strdup ("any account");
+  if (g_str_equal (account, "unchecked"))
+    return g_strdup_printf ("an account at %s (set GROK_IMAGINE_API_KEY to "
+        "tell whose)", e->base_url);
+  return g_strdup_printf ("%s account at %s", account, e->base_url);
+}
 
 static const gchar *
 status_name (GrokImagineEntryState state, gboolean for_json)
@@ -68,7 +102,7 @@ print_entry (GrokImagineJournal * j, const gchar * key,
 {
   g_autofree gchar *task = task_name (key, e);
   g_autofree gchar *submitted = NULL, *updated = NULL, *prompt = NULL;
-  g_autofree gchar *api = NULL, *credits = NULL;
+  g_autofree gchar *api = NULL, *credits = NULL, *account = NULL;
   g_autoptr (GString) results = g_string_new (NULL);
   guint i, n;
 
@@ -95,10 +129,11 @@ print_entry (GrokImagineJournal * j, const gchar * key,
     g_string_append (results, "no result");
   submitted = format_date (e->submitted_at, FALSE);
   updated = format_date (e->updated_at, FALSE);
+  account = describe_account (e);
   g_print ("%-24s %-29s %-9s %5s credits  %s  %s  submitted %s  updated %s"
-      "%s%s\n", task, api, status_name (e->state, FALSE), credits, prompt,
+      "  %s%s%s\n", task, api, status_name (e->state, FALSE), credits, prompt,
       results->str, submitted ? submitted : "?", updated ? updated : "?",
-      e->error_message ? "  error: " : "",
+      account, e->error_message ? "  error: " : "",
       e->error_message ? e->error_message : "");
 }
 
@@ -155,6 +190,8 @@ build_entry (JsonBuilder * b, GrokImagineJournal * j, const gchar * key,
   add_member_string (b, "submitted_at", submitted);
   add_member_string (b, "updated_at", updated);
   add_member_string (b, "error_message", e->error_message);
+  add_member_string (b, "account", account_of (e));
+  add_member_string (b, "base_url", e->base_url);
   json_builder_end_object (b);
 }
 
@@ -290,11 +327,16 @@ main (int argc, char **argv)
   g_autoptr (GError) err = NULL;
 
   setlocale (LC_ALL, "");
+  api_key = g_getenv ("GROK_IMAGINE_API_KEY");
+  if (api_key && *api_key == '\0')
+    api_key = NULL;
   ctx = g_option_context_new ("list DIR | forget DIR TASK-ID");
   g_option_context_set_summary (ctx, "Shows what a grokimaginesrc cache "
       "folder (cache-dir) paid for, and the credits its ledger counts; "
       "forget drops an entry (e.g. one in doubt, after checking the "
-      "account's history) so that the next run submits anew.");
+      "account's history) so that the next run submits anew. With "
+      "GROK_IMAGINE_API_KEY set, list tells the entries of its account "
+      "from those of others.");
   g_option_context_add_main_entries (ctx, options, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
     g_printerr ("%s\n", err->message);

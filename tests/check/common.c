@@ -467,3 +467,21 @@ wait_for_flag (GMutex * lock, GCond * cond, gboolean * flag, gint seconds)
   g_mutex_unlock (lock);
   return got;
 }
+
+gboolean
+cache_entry_has (const gchar * cache, const gchar * text)
+{
+  g_autoptr (GDir) dir = g_dir_open (cache, 0, NULL);
+  const gchar *name;
+
+  while (dir && (name = g_dir_read_name (dir))) {
+    g_autofree gchar *path = g_build_filename (cache, name, NULL);
+    g_autofree gchar *data = NULL;
+
+    if (g_str_has_suffix (name, ".json")
+        && g_file_get_contents (path, &data, NULL, NULL)
+        && strstr (data, text))
+      return TRUE;
+  }
+  return FALSE;
+}

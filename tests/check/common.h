@@ -68,6 +68,9 @@ void remove_folder (const gchar * dir);
 gboolean wait_for_flag (GMutex * lock, GCond * cond, gboolean * flag,
     gint seconds);
 
+/* Whether a journal entry in folder @cache holds @text */
+gboolean cache_entry_has (const gchar * cache, const gchar * text);
+
 /* Until unlimit_file_size (), no file of this process may grow beyond
  * @bytes: writes past it fail with EFBIG (SIGXFSZ is ignored meanwhile).
  * FALSE when the limit cannot be set. */

@@ -1,13 +1,15 @@
 /* The job's timeout bounds the whole job, requests in flight included: a
  * server that takes the request and never answers ends in the timeout
  * error even with request-timeout=0 (no limit of a request's own), and a
- * submit ended so is never sent again. */
+ * submit ended so is never sent again; one ended before any of it left was
+ * never sent, and is sent by the next run. */
 #include "common.h"
 
 #include <string.h>
 
 #include "grokimagine-alarm.h"
 #include "grokimagine-client.h"
+#include "grokimagine-journal.h"
 
 /* far longer than the job may take */
 #define HANG_MS 120000
@@ -17,14 +19,12 @@
  * hanging: not a measure of speed */
 #define NO_HANG_S (JOB_TIMEOUT_S + 10)
 
-/* Runs a source of @props to its first error, waiting at most NO_HANG_S,
+/* Runs the pipeline @desc to its first error, waiting at most NO_HANG_S,
  * then stops it; a job still running by then fails the test. The run holds
  * the error and what the bus had besides. */
 static Run *
-run_to_error (const gchar * props)
+run_launch_to_error (const gchar * desc)
 {
-  g_autofree gchar *src = src_desc (props);
-  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
   GstElement *pipeline = launch (desc);
   GstBus *bus = gst_element_get_bus (pipeline);
   GstMessage *msg;
@@ -48,6 +48,16 @@ run_to_error (const gchar * props)
   return r;
 }
 
+/* ... of a source of @props pointed at the simulator */
+static Run *
+run_to_error (const gchar * props)
+{
+  g_autofree gchar *src = src_desc (props);
+  g_autofree gchar *desc = g_strdup_printf ("%s ! fakesink", src);
+
+  return run_launch_to_error (desc);
+}
+
 /* A status request that never gets its answer ends at the deadline with
  * the timeout error of a job that ran out of time between polls */
 GST_START_TEST (test_hanging_poll_ends_at_timeout)
@@ -69,25 +79,6 @@ GST_START_TEST (test_hanging_poll_ends_at_timeout)
 }
 
 GST_END_TEST;
-
-/* Whether an entry of @cache holds @text */
-static gboolean
-cache_entry_has (const gchar * cache, const gchar * text)
-{
-  g_autoptr (GDir) dir = g_dir_open (cache, 0, NULL);
-  const gchar *name;
-
-  while (dir && (name = g_dir_read_name (dir))) {
-    g_autofree gchar *path = g_build_filename (cache, name, NULL);
-    g_autofree gchar *data = NULL;
-
-    if (g_str_has_suffix (name, ".json")
-        && g_file_get_contents (path, &data, NULL, NULL)
-        && strstr (data, text))
-      return TRUE;
-  }
-  return FALSE;
-}
 
 /* The submit's answer never comes: at the deadline the POST is abandoned,
  * its task in doubt, and a run after it (@props again) does not POST */
@@ -251,6 +242,148 @@ GST_START_TEST (test_alarms_from_many_threads)
 
 GST_END_TEST;
 
+/* --- a submit cut off before it left ----------------------------------- */
+
+/* An address whose TCP connect never completes: a listening socket on
+ * loopback that takes no connection (backlog 0), its accept queue full
+ * with the one connection made here, so that the kernel drops the SYNs of
+ * any other. Static, so that the tcase's teardown closes it on any exit. */
+static GSocket *unanswered, *filler;
+static SimProcess *sim2;
+
+static GSocket *
+tcp_socket (void)
+{
+  g_autoptr (GError) err = NULL;
+  GSocket *sock = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+      G_SOCKET_PROTOCOL_TCP, &err);
+
+  fail_unless (sock != NULL, "%s", err ? err->message : "");
+  return sock;
+}
+
+/* Its port; fails the test when a connect to it completes anyway */
+static guint16
+unanswered_start (void)
+{
+  g_autoptr (GInetAddress) lo = g_inet_address_new_loopback
+      (G_SOCKET_FAMILY_IPV4);
+  g_autoptr (GSocketAddress) any = g_inet_socket_address_new (lo, 0);
+  g_autoptr (GSocketAddress) addr = NULL;
+  g_autoptr (GSocket) probe = tcp_socket ();
+  g_autoptr (GError) err = NULL;
+
+  unanswered = tcp_socket ();
+  g_socket_set_listen_backlog (unanswered, 0);
+  fail_unless (g_socket_bind (unanswered, any, FALSE, &err), "%s",
+      err ? err->message : "");
+  fail_unless (g_socket_listen (unanswered, &err), "%s",
+      err ? err->message : "");
+  addr = g_socket_get_local_address (unanswered, &err);
+  fail_unless (addr != NULL, "%s", err ? err->message : "");
+  filler = tcp_socket ();
+  fail_unless (g_socket_connect (filler, addr, NULL, &err),
+      "the connection that fills the accept queue: %s",
+      err ? err->message : "");
+
+  /* the precondition: a further connect waits */
+  g_socket_set_blocking (probe, FALSE);
+  fail_if (g_socket_connect (probe, addr, NULL, &err));
+  fail_unless (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_PENDING), "%s",
+      err->message);
+  g_clear_error (&err);
+  fail_if (g_socket_condition_timed_wait (probe, G_IO_OUT,
+          500 * G_TIME_SPAN_MILLISECOND, NULL, NULL),
+      "this kernel completes connects beyond a full accept queue");
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (addr));
+}
+
+static void
+unanswered_stop (void)
+{
+  if (filler)
+    g_socket_close (filler, NULL);
+  if (unanswered)
+    g_socket_close (unanswered, NULL);
+  g_clear_object (&filler);
+  g_clear_object (&unanswered);
+}
+
+static void
+unsent_teardown (void)
+{
+  teardown ();
+  unanswered_stop ();
+  g_clear_pointer (&sim2, sim_stop);
+}
+
+static gint64
+ledger_total (const gchar * cache)
+{
+  g_autoptr (GError) err = NULL;
+  gint64 total = -1;
+
+  fail_unless (grok_imagine_dir_read_ledger (cache, &total, &err), "%s",
+      err ? err->message : "");
+  return total;
+}
+
+/* The deadline cuts off the submit while its TCP connect still waits:
+ * nothing left, so the error says the job was not submitted (no word of
+ * credits charged), nothing is in doubt or charged, and a run of the same
+ * request with the same cache-dir, once the address answers, submits it:
+ * one POST, one task, one price in the ledger */
+GST_START_TEST (test_submit_cut_before_it_left_is_not_in_doubt)
+{
+  g_autofree gchar *cache = g_dir_make_tmp ("grokimagine-deadline-XXXXXX",
+      NULL);
+  g_autofree gchar *props = NULL, *port_arg = NULL, *host = NULL;
+  g_autoptr (GError) said = NULL, err = NULL;
+  g_autoptr (Run) r = NULL, again = NULL;
+  const gchar *args[] = { "--job-duration", "300", "--port", NULL, NULL };
+  guint16 port;
+
+  fail_unless (cache != NULL);
+  port = unanswered_start ();
+  props = g_strdup_printf ("grokimaginesrc base-url=http://127.0.0.1:%u "
+      "api-key=" SIM_KEY " poll-interval=50 share-tasks=false prompt=x "
+      "request-timeout=0 timeout=" JOB_TIMEOUT " cache-dir=%s ! fakesink",
+      port, cache);
+
+  r = run_launch_to_error (props);
+  host = g_strdup_printf ("127.0.0.1:%u", port);
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "The job was not submitted: "
+      "the timeout of " JOB_TIMEOUT " s ran out before the request could be "
+      "sent to");
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, host);
+  assert_error (r, GST_RESOURCE_ERROR_FAILED, "nothing was charged");
+  gst_message_parse_error (r->error, &said, NULL);
+  fail_if (strstr (said->message, "credits charged") != NULL
+      || strstr (said->message, "may have been accepted") != NULL,
+      "'%s' says the job may have been charged", said->message);
+  fail_if (cache_entry_has (cache, "\"in-doubt\""),
+      "the journal holds the unsent submit in doubt");
+  fail_unless_equals_int (ledger_total (cache), 0);
+
+  /* the same origin answers now: the same journal entry */
+  unanswered_stop ();
+  port_arg = g_strdup_printf ("%u", port);
+  args[3] = port_arg;
+  sim2 = sim_start (args, &err);
+  fail_unless (sim2 != NULL, "cannot start a simulator on port %u: %s", port,
+      err ? err->message : "?");
+  again = run_launch (props);
+  assert_ok (again);
+  fail_unless_equals_int (sim_stat (sim2, "generate_requests"), 1);
+  fail_unless_equals_int (sim_stat (sim2, "accepted_submits"), 1);
+  /* the price of one v1 job */
+  fail_unless_equals_int (ledger_total (cache), 40);
+  g_clear_pointer (&sim2, sim_stop);
+  remove_folder (cache);
+}
+
+GST_END_TEST;
+
 static Suite *
 deadline_suite (void)
 {
@@ -268,6 +401,14 @@ deadline_suite (void)
   tcase_add_test (tc, test_alarm_rings_at_deadline);
   tcase_add_test (tc, test_alarm_follows_parent);
   tcase_add_test (tc, test_alarms_from_many_threads);
+
+  /* at the end: its own teardown closes the address that never answers */
+  tc = tcase_create ("unsent");
+  suite_add_tcase (s, tc);
+  tcase_set_timeout (tc, 120);
+  tcase_add_unchecked_fixture (tc, start_simulator, stop_simulator);
+  tcase_add_checked_fixture (tc, setup, unsent_teardown);
+  tcase_add_test (tc, test_submit_cut_before_it_left_is_not_in_doubt);
   return s;
 }
 

@@ -789,7 +789,7 @@ GST_START_TEST (test_old_entry_asked_then_adopted)
   g_autoptr (GrokImagineJob) job = NULL;
   g_autoptr (GCancellable) c = g_cancellable_new ();
   g_autofree gchar *task_id = NULL, *stored = NULL, *path = NULL;
-  g_autofree gchar *data = NULL;
+  g_autofree gchar *data = NULL, *tag = NULL;
   gchar *urls[] = { (gchar *) "https://cdn.example/a.mp4",
     (gchar *) "https://cdn.example/b.mp4", NULL
   };
@@ -827,6 +827,10 @@ GST_START_TEST (test_old_entry_asked_then_adopted)
   fail_if (g_file_test (grok_imagine_journal_get_entry_path (old),
           G_FILE_TEST_EXISTS));
   fail_if (g_file_test (path, G_FILE_TEST_EXISTS));
+  /* what grokimagine-journal list shows as this account's */
+  tag = grok_imagine_journal_account_tag (spec.s.api_key,
+      grok_imagine_client_get_base_url (client));
+  fail_unless_equals_string (mine->account_tag, tag);
 }
 
 GST_END_TEST;

@@ -674,6 +674,143 @@ GST_START_TEST (test_leftovers_of_killed_runs_removed)
 
 GST_END_TEST;
 
+/* --- whose entry: grokimagine-journal list and the account ----------------- */
+
+#define OLD_ENTRY \
+  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define OTHERS_ENTRY \
+  "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+
+/* The entry of @task in the tool's JSON listing */
+static JsonObject *
+listed_task (JsonObject * top, const gchar * task)
+{
+  JsonArray *entries = json_object_get_array_member (top, "entries");
+  guint i;
+
+  for (i = 0; i < json_array_get_length (entries); i++) {
+    JsonObject *e = json_array_get_object_element (entries, i);
+
+    if (g_strcmp0 (json_object_get_string_member_with_default (e, "task_id",
+                NULL), task) == 0)
+      return e;
+  }
+  fail ("task %s is not listed", task);
+  return NULL;
+}
+
+/* What list says of the account of @task's entry with @key in
+ * GROK_IMAGINE_API_KEY (NULL: unset) */
+static gchar *
+listed_account (const gchar * key, const gchar * task)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+
+  if (key)
+    g_setenv ("GROK_IMAGINE_API_KEY", key, TRUE);
+  else
+    g_unsetenv ("GROK_IMAGINE_API_KEY");
+  return g_strdup (json_object_get_string_member (listed_task (tool_json
+              (parser), task), "account"));
+}
+
+/* Whether an entry of the cache folder, or @out, holds @text */
+static gboolean
+told (const gchar * out, const gchar * text)
+{
+  return cache_entry_has (cache_dir, text) || strstr (out, text) != NULL;
+}
+
+/* list says whose each entry is: that of the account of the key in
+ * GROK_IMAGINE_API_KEY at the entry's base URL, another account's, or, for
+ * an entry of an earlier version, any account's; neither the key nor the
+ * account the entry keys hold is written or printed */
+GST_START_TEST (test_tool_shows_account)
+{
+  g_autoptr (GrokImagineJournal) old = grok_imagine_journal_open (cache_dir,
+      OLD_ENTRY, NULL);
+  g_autoptr (GrokImagineJournal) others = grok_imagine_journal_open
+      (cache_dir, OTHERS_ENTRY, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (Run) r = NULL;
+  g_autofree gchar *out = NULL, *account = NULL, *unset = NULL;
+  g_autofree gchar *mine_then = NULL, *others_then = NULL;
+  g_autofree gchar *mine_now = NULL, *others_now = NULL, *old_now = NULL;
+  gchar *no_urls[] = { NULL };
+  GrokImagineEntry pending = { .state = GROK_IMAGINE_ENTRY_SUBMITTED,
+    .result_urls = no_urls, .credits = -1
+  };
+  JsonObject *mine;
+  const gchar *task;
+
+  fail_unless (old != NULL && others != NULL);
+  pending.task_id = (gchar *) "task_old";
+  fail_unless (grok_imagine_journal_write (old, &pending, NULL));
+  grok_imagine_journal_set_account (others, "other-key", sim_api_url (sim));
+  pending.task_id = (gchar *) "task_others";
+  fail_unless (grok_imagine_journal_write (others, &pending, NULL));
+  r = run_cached ("prompt=whose", NULL);
+  assert_ok (r);
+  task = gst_structure_get_string (last_task (r), "task-id");
+
+  g_setenv ("GROK_IMAGINE_API_KEY", SIM_KEY, TRUE);
+  fail_unless (run_tool (&out, "list", cache_dir, NULL), "%s", out);
+  fail_unless (strstr (out, "this account at ") != NULL, "%s", out);
+  fail_unless (strstr (out, "another account at ") != NULL, "%s", out);
+  fail_unless (strstr (out, "any account") != NULL, "%s", out);
+  mine = listed_task (tool_json (parser), task);
+  fail_unless_equals_string (json_object_get_string_member (mine, "account"),
+      "this");
+  fail_unless_equals_string (json_object_get_string_member (mine,
+          "base_url"), sim_api_url (sim));
+  account = grok_imagine_journal_account (SIM_KEY, sim_api_url (sim));
+  fail_if (told (out, SIM_KEY), "the key is told: %s", out);
+  fail_if (told (out, account), "the account is told: %s", out);
+
+  mine_then = listed_account (SIM_KEY, task);
+  others_then = listed_account (SIM_KEY, "task_others");
+  mine_now = listed_account ("other-key", task);
+  others_now = listed_account ("other-key", "task_others");
+  old_now = listed_account ("other-key", "task_old");
+  unset = listed_account (NULL, task);
+  fail_unless_equals_string (mine_then, "this");
+  fail_unless_equals_string (others_then, "another");
+  fail_unless_equals_string (mine_now, "another");
+  fail_unless_equals_string (others_now, "this");
+  fail_unless_equals_string (old_now, "any");
+  fail_unless_equals_string (unset, "unchecked");
+}
+
+GST_END_TEST;
+
+/* A base URL with a password in it: the entry records it without */
+GST_START_TEST (test_entry_account_without_user_info)
+{
+  g_autoptr (GrokImagineJournal) j = grok_imagine_journal_open (cache_dir,
+      OTHERS_ENTRY, NULL);
+  g_autoptr (GrokImagineEntry) e = NULL;
+  g_autofree gchar *data = NULL, *tag = NULL;
+  gchar *no_urls[] = { NULL };
+  GrokImagineEntry pending = { .state = GROK_IMAGINE_ENTRY_SUBMITTED,
+    .task_id = (gchar *) "task_1", .result_urls = no_urls, .credits = -1
+  };
+
+  fail_unless (j != NULL);
+  grok_imagine_journal_set_account (j, "k",
+      "http://someone:hush@127.0.0.1:9/api");
+  fail_unless (grok_imagine_journal_write (j, &pending, NULL));
+  fail_unless (g_file_get_contents (grok_imagine_journal_get_entry_path (j),
+          &data, NULL, NULL));
+  fail_if (strstr (data, "hush") || strstr (data, "someone"), "%s", data);
+  e = grok_imagine_journal_read (j, NULL);
+  fail_unless (e != NULL);
+  fail_unless_equals_string (e->base_url, "http://127.0.0.1:9/api");
+  tag = grok_imagine_journal_account_tag ("k", e->base_url);
+  fail_unless_equals_string (e->account_tag, tag);
+}
+
+GST_END_TEST;
+
 static Suite *
 spend_suite (void)
 {
@@ -702,6 +839,8 @@ spend_suite (void)
   tcase_add_test (tc, test_eviction_is_least_recently_used);
   tcase_add_test (tc, test_prices);
   tcase_add_test (tc, test_leftovers_of_killed_runs_removed);
+  tcase_add_test (tc, test_tool_shows_account);
+  tcase_add_test (tc, test_entry_account_without_user_info);
   return s;
 }
 
