@@ -265,6 +265,24 @@ GST_START_TEST (test_disk_full_midway)
 
 GST_END_TEST;
 
+/* ENOSPC at the very last byte, once every byte has arrived and most of
+ * them went down the pipeline: an error all the same, never an EOS */
+GST_START_TEST (test_disk_full_at_last_byte)
+{
+  FileFaults f = no_faults ();
+  g_autoptr (Run) r = run_src ("prompt=\"full disk at the end\"",
+      "fakesink");
+  g_autoptr (GBytes) origin = NULL;
+
+  assert_ok (r);
+  origin = http_get (result_url (last_task (r), 0));
+  f.fallocate_errno = EOPNOTSUPP;
+  f.nospace_at = g_bytes_get_size (origin) - 1;
+  assert_disk_full (&f, "full disk at the end", 2);
+}
+
+GST_END_TEST;
+
 /* The same full disk under qtdemux, which pulls the moov atom at the end
  * of the result: the extra request's bytes, written where they land, are
  * the first to find no room */
@@ -415,6 +433,7 @@ diskfaults_suite (void)
   tcase_add_test (tc, test_fallocate_unsupported);
   tcase_add_test (tc, test_disk_full_at_reserve);
   tcase_add_test (tc, test_disk_full_midway);
+  tcase_add_test (tc, test_disk_full_at_last_byte);
   tcase_add_test (tc, test_disk_full_far_request);
   tcase_add_test (tc, test_read_error);
   tcase_add_test (tc, test_read_back_error);
