@@ -125,21 +125,6 @@ open_mode (int flags, va_list ap)
   return (flags & (O_CREAT | O_TMPFILE)) ? va_arg (ap, mode_t) : 0;
 }
 
-#define DEFINE_OPEN(name) \
-EXPORT int \
-name (const char *path, int flags, ...) \
-{ \
-  va_list ap; \
-  mode_t mode; \
- \
-  va_start (ap, flags); \
-  mode = open_mode (flags, ap); \
-  va_end (ap); \
-  if (open_fails (AT_FDCWD, path, flags)) \
-    return fail (EINVAL); \
-  return REAL (int (*) (const char *, int, ...), name) (path, flags, mode); \
-}
-
 #define DEFINE_OPENAT(name) \
 EXPORT int \
 name (int dirfd, const char *path, int flags, ...) \
@@ -156,10 +141,25 @@ name (int dirfd, const char *path, int flags, ...) \
       flags, mode); \
 }
 
-DEFINE_OPEN (open)
-DEFINE_OPEN (open64)
 DEFINE_OPENAT (openat)
 DEFINE_OPENAT (openat64)
+
+/* open (2) is openat (2) in the current folder */
+#define DEFINE_OPEN(name, at) \
+EXPORT int \
+name (const char *path, int flags, ...) \
+{ \
+  va_list ap; \
+  mode_t mode; \
+ \
+  va_start (ap, flags); \
+  mode = open_mode (flags, ap); \
+  va_end (ap); \
+  return at (AT_FDCWD, path, flags, mode); \
+}
+
+DEFINE_OPEN (open, openat)
+DEFINE_OPEN (open64, openat64)
 
 /* --- writes -------------------------------------------------------------- */
 
