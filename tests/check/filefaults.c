@@ -24,7 +24,7 @@
 #define EXPORT __attribute__ ((visibility ("default")))
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static char folder[PATH_MAX];   /* with a trailing '/'; lock */
+static char folder[PATH_MAX + 1]; /* with a trailing '/'; lock */
 static FileFaults faults;       /* lock */
 static int active;              /* atomic: a folder is set */
 static unsigned hits;           /* atomic */
@@ -37,8 +37,7 @@ file_faults_set (const char *path, const FileFaults * f)
   pthread_mutex_lock (&lock);
   __atomic_store_n (&active, 0, __ATOMIC_SEQ_CST);
   folder[0] = '\0';
-  if (path && f && realpath (path, real)
-      && strlen (real) + 2 <= sizeof (folder)) {
+  if (path && f && realpath (path, real)) {
     snprintf (folder, sizeof (folder), "%s/", real);
     faults = *f;
     __atomic_store_n (&active, 1, __ATOMIC_SEQ_CST);
