@@ -795,8 +795,10 @@ wait_for_bytes (GrokImagineReader * r, guint64 offset, gsize len,
     }
     want_end = offset + (known ? MIN (len, r->size - offset) : len);
     end = arrived_end (r, offset);
-    /* a sequential reader gets the last bytes once the end is there */
-    if (!fill && known && end >= r->size && !r->settled && r->error == NULL)
+    /* a sequential reader gets the last byte once the end is there; when
+     * the file could not take the bytes that all arrived, never (it would
+     * stop at the size it knows, as if the result were whole) */
+    if (!fill && known && end >= r->size && !r->settled)
       end = MAX (offset, r->size - 1);
     if (end >= want_end || (!fill && end > offset)) {
       ret = MIN (end, want_end) - offset;

@@ -370,7 +370,12 @@ post_error (GstGrokImagineSrc * self, const GError * err, guint http_status,
   if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return GST_FLOW_FLUSHING;
 
-  if (err->domain != GROK_IMAGINE_ERROR) {
+  if (g_error_matches (err, G_IO_ERROR, G_IO_ERROR_NO_SPACE)) {
+    code = GST_RESOURCE_ERROR_NO_SPACE_LEFT;
+    text = g_strdup_printf ("The disk is full while %s (free some room, or "
+        "choose another folder with download-dir or cache-dir): %s", doing,
+        err->message);
+  } else if (err->domain != GROK_IMAGINE_ERROR) {
     text = g_strdup_printf ("Failed while %s: %s", doing, err->message);
   } else {
     switch ((GrokImagineError) err->code) {
@@ -1202,8 +1207,14 @@ gst_grok_imagine_src_create (GstBaseSrc * bsrc, guint64 offset, guint length,
   bytes = grok_imagine_reader_read (self->reader, offset, length,
       GST_PAD_MODE (bsrc->srcpad) == GST_PAD_MODE_PULL, cancellable, &err);
   if (bytes == NULL) {
-    g_autofree gchar *doing = g_strdup_printf ("downloading the result of "
-        "task %s", self->run.task_id);
+    g_autofree gchar *folder = g_path_get_dirname
+        (grok_imagine_reader_get_path (self->reader));
+    /* a full disk: which one */
+    g_autofree gchar *doing = g_error_matches (err, G_IO_ERROR,
+        G_IO_ERROR_NO_SPACE) ? g_strdup_printf ("storing the result of task "
+        "%s in the folder '%s'", self->run.task_id, folder) :
+        g_strdup_printf ("downloading the result of task %s",
+        self->run.task_id);
 
     return post_error (self, err, grok_imagine_reader_get_http_status
         (self->reader), self->run.task_id, doing);
