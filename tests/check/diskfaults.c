@@ -419,6 +419,30 @@ GST_START_TEST (test_read_back_error)
 
 GST_END_TEST;
 
+/* A cache-dir whose disk is full before the POST: the journal cannot
+ * note the submit, so nothing is sent, and the error says the disk is full
+ * (RESOURCE/NO_SPACE_LEFT), not that something failed */
+GST_START_TEST (test_disk_full_journal_before_submit)
+{
+  g_autofree gchar *props = props_for ("full disk, no submit", TRUE);
+  FileFaults f = no_faults ();
+  g_autoptr (Run) r = NULL;
+  guint hits;
+
+  f.nospace_at = 0;
+  r = run_faulty (&f, props, &hits, NULL);
+  fail_unless (hits >= 1, "%u calls failed", hits);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, "The disk is full");
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, "was not sent");
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, dir);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, g_strerror (ENOSPC));
+  fail_if (r->eos);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 0);
+}
+
+GST_END_TEST;
+
 static Suite *
 diskfaults_suite (void)
 {
@@ -437,6 +461,7 @@ diskfaults_suite (void)
   tcase_add_test (tc, test_disk_full_far_request);
   tcase_add_test (tc, test_read_error);
   tcase_add_test (tc, test_read_back_error);
+  tcase_add_test (tc, test_disk_full_journal_before_submit);
   suite_add_tcase (s, tc);
   return s;
 }
