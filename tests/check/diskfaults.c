@@ -443,6 +443,28 @@ GST_START_TEST (test_disk_full_journal_before_submit)
 
 GST_END_TEST;
 
+/* A download-dir without room for one more file: the temporary file of
+ * the result cannot be made, and the error says the disk is full */
+GST_START_TEST (test_disk_full_download_file)
+{
+  g_autofree gchar *props = props_for ("full disk, no file", FALSE);
+  FileFaults f = no_faults ();
+  g_autoptr (Run) r = NULL;
+  guint hits;
+
+  f.create_errno = ENOSPC;
+  r = run_faulty (&f, props, &hits, NULL);
+  fail_unless (hits >= 1, "%u calls failed", hits);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, "The disk is full");
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, dir);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, g_strerror (ENOSPC));
+  fail_if (r->eos);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  fail_unless_equals_int (count_files (dir), 0);
+}
+
+GST_END_TEST;
+
 static Suite *
 diskfaults_suite (void)
 {
@@ -462,6 +484,7 @@ diskfaults_suite (void)
   tcase_add_test (tc, test_read_error);
   tcase_add_test (tc, test_read_back_error);
   tcase_add_test (tc, test_disk_full_journal_before_submit);
+  tcase_add_test (tc, test_disk_full_download_file);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -109,13 +109,17 @@ fail (int e)
 
 /* --- open ---------------------------------------------------------------- */
 
+/* The errno of an open (2) that fails, or 0 */
 static int
 open_fails (int dirfd, const char *path, int flags)
 {
   FileFaults f;
 
-  return (flags & O_DIRECT) && (dirfd == AT_FDCWD || path[0] == '/')
-      && path_faults (path, &f) && f.refuse_direct;
+  if ((dirfd != AT_FDCWD && path[0] != '/') || !path_faults (path, &f))
+    return 0;
+  if ((flags & O_DIRECT) && f.refuse_direct)
+    return EINVAL;
+  return (flags & O_CREAT) ? f.create_errno : 0;
 }
 
 static mode_t
@@ -130,12 +134,14 @@ name (int dirfd, const char *path, int flags, ...) \
 { \
   va_list ap; \
   mode_t mode; \
+  int e; \
  \
   va_start (ap, flags); \
   mode = open_mode (flags, ap); \
   va_end (ap); \
-  if (open_fails (dirfd, path, flags)) \
-    return fail (EINVAL); \
+  e = open_fails (dirfd, path, flags); \
+  if (e) \
+    return fail (e); \
   return REAL (int (*) (int, const char *, int, ...), name) (dirfd, path, \
       flags, mode); \
 }

@@ -18,6 +18,9 @@ typedef struct
   long long nospace_at;
   /* != 0: every read fails with this errno (EIO) */
   int read_errno;
+  /* != 0: open (2) that creates a file (O_CREAT) fails with this errno
+   * (ENOSPC: a disk without room for one more file) */
+  int create_errno;
 } FileFaults;
 
 /* The faults for the files under @folder from now on (NULL: none). The
