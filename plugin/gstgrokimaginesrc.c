@@ -787,7 +787,7 @@ create_download_file (GstGrokImagineSrc * self, gchar ** path)
   if (fd >= 0)
     return fd;
   e = errno;
-  if (e == ENOSPC)
+  if (grok_imagine_io_error_from_errno (e) == G_IO_ERROR_NO_SPACE)
     GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("The disk is full "
             "while creating a file for the result of task %s in the folder "
             "'%s' (free some room, or set download-dir to another folder): "

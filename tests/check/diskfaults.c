@@ -465,6 +465,37 @@ GST_START_TEST (test_disk_full_download_file)
 
 GST_END_TEST;
 
+/* A quota used up (EDQUOT) is a full disk too: at the reserve, then (on a
+ * file system that cannot reserve) at a write half-way */
+GST_START_TEST (test_quota_exceeded)
+{
+  gboolean at_reserve;
+
+  for (at_reserve = FALSE; at_reserve <= TRUE; at_reserve++) {
+    g_autofree gchar *props = props_for ("quota used up", FALSE);
+    FileFaults f = no_faults ();
+    g_autoptr (Run) r = NULL;
+    guint hits;
+
+    fail_unless (sim_reset (sim));
+    fail_unless (sim_set_faults (sim, "{\"large_results\": true}"));
+    f.fallocate_errno = at_reserve ? EDQUOT : EOPNOTSUPP;
+    f.nospace_at = 3 * MiB;
+    f.nospace_errno = EDQUOT;
+    r = run_faulty (&f, props, &hits, NULL);
+    fail_unless (hits >= (at_reserve ? 1 : 2), "%u calls failed", hits);
+    assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, "The disk is full");
+    assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, dir);
+    assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, at_reserve ?
+        "no room for the result" : "cannot write the result");
+    assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, g_strerror (EDQUOT));
+    fail_if (r->eos);
+    fail_unless_equals_int (count_files (dir), 0);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 diskfaults_suite (void)
 {
@@ -485,6 +516,7 @@ diskfaults_suite (void)
   tcase_add_test (tc, test_read_back_error);
   tcase_add_test (tc, test_disk_full_journal_before_submit);
   tcase_add_test (tc, test_disk_full_download_file);
+  tcase_add_test (tc, test_quota_exceeded);
   suite_add_tcase (s, tc);
   return s;
 }

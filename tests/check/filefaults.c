@@ -168,6 +168,22 @@ DEFINE_OPEN (open64, openat64)
 
 /* --- writes -------------------------------------------------------------- */
 
+/* The errno of a write that finds the disk full */
+static int
+full_errno (const FileFaults * f)
+{
+  return f->nospace_errno ? f->nospace_errno : ENOSPC;
+}
+
+/* The errno of a write to @fd that finds the disk full */
+static int
+fd_full_errno (int fd)
+{
+  FileFaults f;
+
+  return fd_faults (fd, &f) ? full_errno (&f) : ENOSPC;
+}
+
 /* How many of @len bytes at @offset of @fd may be written (< @len: a
  * short write), or -1 with errno set */
 static ssize_t
@@ -184,7 +200,7 @@ write_room (int fd, size_t len, off_t offset)
     return fail (EINVAL);
   if (f.nospace_at >= 0 && offset + (off_t) len > f.nospace_at) {
     if (offset >= f.nospace_at)
-      return fail (ENOSPC);
+      return fail (full_errno (&f));
     return f.nospace_at - offset;
   }
   return len;
@@ -224,7 +240,7 @@ name (int fd, const struct iovec *iov, int n, off_t offset) \
   if (room < 0) \
     return -1; \
   if ((size_t) room < len) \
-    return fail (ENOSPC); \
+    return fail (fd_full_errno (fd)); \
   return REAL (ssize_t (*) (int, const struct iovec *, int, off_t), name) \
       (fd, iov, n, offset); \
 }
