@@ -439,6 +439,20 @@ GST_START_TEST (test_disk_full_journal_before_submit)
   fail_if (r->eos);
   fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
   fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 0);
+  g_clear_pointer (&r, run_free);
+
+  /* with max-credits, the ledger is the first to find no room: the job's
+   * own sentence, with the code of a full disk */
+  g_free (props);
+  props = g_strdup_printf ("prompt=\"full disk, no submit\" cache-dir=%s "
+      "max-credits=100000", dir);
+  r = run_faulty (&f, props, &hits, NULL);
+  fail_unless (hits >= 1, "%u calls failed", hits);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, "max-credits cannot be "
+      "checked");
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, dir);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, g_strerror (ENOSPC));
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
 }
 
 GST_END_TEST;
