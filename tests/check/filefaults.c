@@ -115,7 +115,8 @@ open_fails (int dirfd, const char *path, int flags)
 {
   FileFaults f;
 
-  if ((dirfd != AT_FDCWD && path[0] != '/') || !path_faults (path, &f))
+  if (path == NULL || (dirfd != AT_FDCWD && path[0] != '/')
+      || !path_faults (path, &f))
     return 0;
   if ((flags & O_DIRECT) && f.refuse_direct)
     return EINVAL;
