@@ -5,6 +5,7 @@
 #include "grokimagine-client.h"
 #include "grokimagine-ratelimit.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,13 @@ grok_imagine_wait (gint64 wait_us, GCancellable * cancellable, GError ** error)
   g_mutex_clear (&w.lock);
   g_cond_clear (&w.cond);
   return !g_cancellable_set_error_if_cancelled (cancellable, error);
+}
+
+GIOErrorEnum
+grok_imagine_io_error_from_errno (int err_no)
+{
+  return err_no == EDQUOT ? G_IO_ERROR_NO_SPACE :
+      g_io_error_from_errno (err_no);
 }
 
 /* --- shared HTTP ---------------------------------------------------------- */

@@ -91,6 +91,9 @@ gboolean grok_imagine_http_retry (const GrokImagineHttp * http,
  * GROK_IMAGINE_NO_DEADLINE (then retries bound the attempts) */
 gint64 grok_imagine_http_outage_deadline (const GrokImagineHttp * http);
 GrokImagineError grok_imagine_error_for_http_status (guint status);
+/* g_io_error_from_errno() for a write to a file: a quota that is used up
+ * (EDQUOT) is a full disk too, G_IO_ERROR_NO_SPACE */
+GIOErrorEnum grok_imagine_io_error_from_errno (int err_no);
 gboolean grok_imagine_wait (gint64 wait_us, GCancellable * cancellable,
     GError ** error);
 

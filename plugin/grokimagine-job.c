@@ -572,8 +572,10 @@ submit (GrokImagineJob * job, const GrokImagineEntry * previous,
   e = new_entry (job, GROK_IMAGINE_ENTRY_SUBMITTING);
   /* a trace before the POST, so that even a kill during it is known */
   if (job->journal && !grok_imagine_journal_write (job->journal, e, &err)) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "Cannot record the "
-        "submit in the journal, so the job was not sent: %s", err->message);
+    /* its code kept: a full disk is told as one */
+    g_set_error (error, G_IO_ERROR, err->domain == G_IO_ERROR ? err->code :
+        G_IO_ERROR_FAILED, "Cannot record the submit in the journal, so the "
+        "job was not sent: %s", err->message);
     uncharge (job);
     table_set (job, NULL);
     return FALSE;

@@ -576,7 +576,7 @@ replace_file (const gchar * path, const gchar * data, gsize len,
   g_unlink (tmp);
 
 failed:
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+  g_set_error (error, G_IO_ERROR, grok_imagine_io_error_from_errno (e),
       "Cannot write '%s': %s", path, g_strerror (e));
   return FALSE;
 }
@@ -676,7 +676,7 @@ grok_imagine_journal_create_result (GrokImagineJournal * j, guint index,
   if (fd < 0) {
     int e = errno;
 
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+    g_set_error (error, G_IO_ERROR, grok_imagine_io_error_from_errno (e),
         "Cannot create a file beside '%s': %s", path, g_strerror (e));
     return NULL;
   }

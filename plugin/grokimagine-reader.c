@@ -304,7 +304,7 @@ write_at (GrokImagineReader * r, const guint8 * data, gsize len,
     if (n < 0) {
       int e = errno;
 
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+      g_set_error (error, G_IO_ERROR, grok_imagine_io_error_from_errno (e),
           "cannot write the result to '%s': %s", r->path, g_strerror (e));
       return FALSE;
     }
@@ -400,9 +400,9 @@ reserve (GrokImagineReader * r, GError ** error)
   do
     e = fallocate (r->fd, 0, 0, size) == 0 ? 0 : errno;
   while (e == EINTR);
-  if (e != ENOSPC && e != EFBIG)
+  if (e != ENOSPC && e != EDQUOT && e != EFBIG)
     return TRUE;
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e),
+  g_set_error (error, G_IO_ERROR, grok_imagine_io_error_from_errno (e),
       "no room for the result (%" G_GUINT64_FORMAT " bytes) in '%s': %s",
       size, r->path, g_strerror (e));
   return FALSE;

@@ -787,10 +787,16 @@ create_download_file (GstGrokImagineSrc * self, gchar ** path)
   if (fd >= 0)
     return fd;
   e = errno;
-  GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("Cannot create a file "
-          "for the result of task %s in the folder '%s' (set download-dir "
-          "to another folder): %s", self->run.task_id, dir, g_strerror (e)),
-      (NULL));
+  if (grok_imagine_io_error_from_errno (e) == G_IO_ERROR_NO_SPACE)
+    GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("The disk is full "
+            "while creating a file for the result of task %s in the folder "
+            "'%s' (free some room, or set download-dir to another folder): "
+            "%s", self->run.task_id, dir, g_strerror (e)), (NULL));
+  else
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("Cannot create a file "
+            "for the result of task %s in the folder '%s' (set download-dir "
+            "to another folder): %s", self->run.task_id, dir, g_strerror (e)),
+        (NULL));
   g_clear_pointer (path, g_free);
   return -1;
 }

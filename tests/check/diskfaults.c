@@ -419,6 +419,87 @@ GST_START_TEST (test_read_back_error)
 
 GST_END_TEST;
 
+/* A run that ran faulty and ended with the error of a full disk, which
+ * names the folder, @what, @detail and the system's words for @err_no */
+static void
+run_says_disk_full (const FileFaults * f, const gchar * props,
+    const gchar * what, const gchar * detail, int err_no)
+{
+  g_autoptr (Run) r = NULL;
+  guint hits;
+
+  r = run_faulty (f, props, &hits, NULL);
+  fail_unless (hits >= 1, "%u calls failed", hits);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, what);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, detail);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, dir);
+  assert_error (r, GST_RESOURCE_ERROR_NO_SPACE_LEFT, g_strerror (err_no));
+  fail_if (r->eos);
+}
+
+/* A cache-dir whose disk is full before the POST: the journal cannot
+ * note the submit, so nothing is sent, and the error says the disk is full
+ * (RESOURCE/NO_SPACE_LEFT), not that something failed */
+GST_START_TEST (test_disk_full_journal_before_submit)
+{
+  g_autofree gchar *props = props_for ("full disk, no submit", TRUE);
+  g_autofree gchar *capped = g_strdup_printf ("%s max-credits=100000", props);
+  FileFaults f = no_faults ();
+
+  f.nospace_at = 0;
+  run_says_disk_full (&f, props, "The disk is full while submitting the job",
+      "the job was not sent", ENOSPC);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+
+  /* with max-credits, the ledger is the first to find no room: the job's
+   * own sentence, with the code of a full disk */
+  run_says_disk_full (&f, capped, "Not submitted",
+      "max-credits cannot be checked", ENOSPC);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 0);
+}
+
+GST_END_TEST;
+
+/* A download-dir without room for one more file: the temporary file of
+ * the result cannot be made, and the error says the disk is full */
+GST_START_TEST (test_disk_full_download_file)
+{
+  g_autofree gchar *props = props_for ("full disk, no file", FALSE);
+  FileFaults f = no_faults ();
+
+  f.create_errno = ENOSPC;
+  run_says_disk_full (&f, props, "The disk is full while creating a file",
+      "download-dir", ENOSPC);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 1);
+  fail_unless_equals_int (count_files (dir), 0);
+}
+
+GST_END_TEST;
+
+/* A quota used up (EDQUOT) is a full disk too: at the reserve, then (on a
+ * file system that cannot reserve) at a write half-way */
+GST_START_TEST (test_quota_exceeded)
+{
+  gboolean at_reserve;
+
+  for (at_reserve = FALSE; at_reserve <= TRUE; at_reserve++) {
+    g_autofree gchar *props = props_for ("quota used up", FALSE);
+    FileFaults f = no_faults ();
+
+    fail_unless (sim_reset (sim));
+    fail_unless (sim_set_faults (sim, "{\"large_results\": true}"));
+    f.fallocate_errno = at_reserve ? EDQUOT : EOPNOTSUPP;
+    f.nospace_at = 3 * MiB;
+    f.nospace_errno = EDQUOT;
+    run_says_disk_full (&f, props, "The disk is full while storing the "
+        "result of task", at_reserve ? "no room for the result" :
+        "cannot write the result", EDQUOT);
+    fail_unless_equals_int (count_files (dir), 0);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 diskfaults_suite (void)
 {
@@ -437,6 +518,9 @@ diskfaults_suite (void)
   tcase_add_test (tc, test_disk_full_far_request);
   tcase_add_test (tc, test_read_error);
   tcase_add_test (tc, test_read_back_error);
+  tcase_add_test (tc, test_disk_full_journal_before_submit);
+  tcase_add_test (tc, test_disk_full_download_file);
+  tcase_add_test (tc, test_quota_exceeded);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -109,13 +109,18 @@ fail (int e)
 
 /* --- open ---------------------------------------------------------------- */
 
+/* The errno of an open (2) that fails, or 0 */
 static int
 open_fails (int dirfd, const char *path, int flags)
 {
   FileFaults f;
 
-  return (flags & O_DIRECT) && (dirfd == AT_FDCWD || path[0] == '/')
-      && path_faults (path, &f) && f.refuse_direct;
+  if (path == NULL || (dirfd != AT_FDCWD && path[0] != '/')
+      || !path_faults (path, &f))
+    return 0;
+  if ((flags & O_DIRECT) && f.refuse_direct)
+    return EINVAL;
+  return (flags & O_CREAT) ? f.create_errno : 0;
 }
 
 static mode_t
@@ -130,12 +135,14 @@ name (int dirfd, const char *path, int flags, ...) \
 { \
   va_list ap; \
   mode_t mode; \
+  int e; \
  \
   va_start (ap, flags); \
   mode = open_mode (flags, ap); \
   va_end (ap); \
-  if (open_fails (dirfd, path, flags)) \
-    return fail (EINVAL); \
+  e = open_fails (dirfd, path, flags); \
+  if (e) \
+    return fail (e); \
   return REAL (int (*) (int, const char *, int, ...), name) (dirfd, path, \
       flags, mode); \
 }
@@ -162,6 +169,22 @@ DEFINE_OPEN (open64, openat64)
 
 /* --- writes -------------------------------------------------------------- */
 
+/* The errno of a write that finds the disk full */
+static int
+full_errno (const FileFaults * f)
+{
+  return f->nospace_errno ? f->nospace_errno : ENOSPC;
+}
+
+/* The errno of a write to @fd that finds the disk full */
+static int
+fd_full_errno (int fd)
+{
+  FileFaults f;
+
+  return fd_faults (fd, &f) ? full_errno (&f) : ENOSPC;
+}
+
 /* How many of @len bytes at @offset of @fd may be written (< @len: a
  * short write), or -1 with errno set */
 static ssize_t
@@ -178,7 +201,7 @@ write_room (int fd, size_t len, off_t offset)
     return fail (EINVAL);
   if (f.nospace_at >= 0 && offset + (off_t) len > f.nospace_at) {
     if (offset >= f.nospace_at)
-      return fail (ENOSPC);
+      return fail (full_errno (&f));
     return f.nospace_at - offset;
   }
   return len;
@@ -218,7 +241,7 @@ name (int fd, const struct iovec *iov, int n, off_t offset) \
   if (room < 0) \
     return -1; \
   if ((size_t) room < len) \
-    return fail (ENOSPC); \
+    return fail (fd_full_errno (fd)); \
   return REAL (ssize_t (*) (int, const struct iovec *, int, off_t), name) \
       (fd, iov, n, offset); \
 }

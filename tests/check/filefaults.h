@@ -16,8 +16,14 @@ typedef struct
   /* >= 0: the disk is full at this byte of the file: a write across it
    * writes up to it, one beyond it fails with ENOSPC */
   long long nospace_at;
+  /* != 0: the errno of a write beyond nospace_at instead of ENOSPC
+   * (EDQUOT: a quota used up) */
+  int nospace_errno;
   /* != 0: every read fails with this errno (EIO) */
   int read_errno;
+  /* != 0: open (2) that creates a file (O_CREAT) fails with this errno
+   * (ENOSPC: a disk without room for one more file) */
+  int create_errno;
 } FileFaults;
 
 /* The faults for the files under @folder from now on (NULL: none). The

@@ -839,6 +839,38 @@ GST_START_TEST (test_submit_truncated_answer_not_repeated)
 
 GST_END_TEST;
 
+/* The submit while an earlier job's connections to the API are kept alive
+ * (the elements share the API session, and the first one still plays):
+ * libsoup sends a request that is not idempotent on a new connection,
+ * never on a kept one that the server may have closed meanwhile (which it
+ * would send again), so a POST that the server reads, takes and then
+ * closes without an answer is in doubt and not repeated, and one that
+ * could not connect never left */
+GST_START_TEST (test_submit_never_on_a_kept_connection)
+{
+  g_autofree gchar *src = src_desc ("prompt=first");
+  g_autofree gchar *desc = g_strconcat (src, " ! fakesink", NULL);
+  g_autoptr (GstElement) earlier = launch (desc);
+  g_autoptr (Run) r = NULL;
+
+  fail_unless (gst_element_set_state (earlier, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  wait_for (earlier, GST_MESSAGE_EOS);
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 1);
+  fail_unless (sim_stat (sim, "status_requests") >= 1);
+
+  fail_unless (sim_set_faults (sim, "{\"generate_drop\": true}"));
+  r = run_src ("prompt=second", "fakesink");
+  assert_error (r, GST_RESOURCE_ERROR_READ, "credits charged");
+  assert_error (r, GST_RESOURCE_ERROR_READ, "task-id=");
+  fail_unless_equals_int (sim_stat (sim, "generate_requests"), 2);
+  fail_unless_equals_int (sim_stat (sim, "accepted_submits"), 2);
+  fail_unless_equals_int (sim_stat (sim, "generate_reused"), 0);
+  gst_element_set_state (earlier, GST_STATE_NULL);
+}
+
+GST_END_TEST;
+
 static Suite *
 reliability_suite (void)
 {
@@ -877,6 +909,7 @@ reliability_suite (void)
   tcase_add_test (tc, test_download_gives_up_after_timeout);
   tcase_add_test (tc, test_poll_retries_truncated_answers);
   tcase_add_test (tc, test_submit_truncated_answer_not_repeated);
+  tcase_add_test (tc, test_submit_never_on_a_kept_connection);
   return s;
 }
 

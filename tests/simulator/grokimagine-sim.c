@@ -251,6 +251,8 @@ typedef struct
   gint64 rate_window_max;       /* most API requests one key made in a window */
   gint64 cdn2_requests;
   gint64 cdn2_auth_headers;
+  gint64 generate_reused;       /* generate requests on a connection that
+                                 * had carried an API request before */
   gchar *last_range;
   gchar *last_user_agent;
 } Stats;
@@ -1797,6 +1799,7 @@ stats_to_json (void)
   ADD_INT ("cdn_auth_headers", sim.stats.cdn_auth_headers);
   ADD_INT ("cdn2_requests", sim.stats.cdn2_requests);
   ADD_INT ("cdn2_auth_headers", sim.stats.cdn2_auth_headers);
+  ADD_INT ("generate_reused", sim.stats.generate_reused);
   ADD_INT ("api_requests", sim.stats.api_requests);
   ADD_INT ("rate_limited", sim.stats.rate_limited);
   ADD_INT ("rate_window_max", sim.stats.rate_window_max);
@@ -1963,7 +1966,8 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
   const gchar *method = soup_server_message_get_method (msg);
   Endpoint ep = endpoint_for (path);
   gint64 delay = 0;
-  gboolean generate = FALSE;
+  gboolean generate = FALSE, reused = FALSE;
+  GSocket *sock;
 
   if (sim.verbose)
     g_printerr ("grokimagine-sim: api %s %s\n", method, path);
@@ -1974,6 +1978,12 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
   }
 
   sim.stats.api_requests++;
+  /* the requests each connection carried */
+  sock = soup_server_message_get_socket (msg);
+  if (sock) {
+    reused = g_object_get_data (G_OBJECT (sock), "sim-requests") != NULL;
+    g_object_set_data (G_OBJECT (sock), "sim-requests", GINT_TO_POINTER (1));
+  }
   g_free (sim.stats.last_user_agent);
   sim.stats.last_user_agent =
       g_strdup (soup_message_headers_get_one
@@ -1981,6 +1991,8 @@ api_handler (SoupServer * server, SoupServerMessage * msg, const char *path,
   if ((ep == EP_V1_GENERATE || ep == EP_GROK5_GENERATE) &&
       method == SOUP_METHOD_POST) {
     sim.stats.generate_requests++;
+    if (reused)
+      sim.stats.generate_reused++;
     delay = fault_take (F_GENERATE_DELAY);
     generate = TRUE;
   }
