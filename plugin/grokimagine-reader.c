@@ -400,7 +400,10 @@ reserve (GrokImagineReader * r, GError ** error)
   do
     e = fallocate (r->fd, 0, 0, size) == 0 ? 0 : errno;
   while (e == EINTR);
-  if (e != ENOSPC && e != EDQUOT && e != EFBIG)
+  /* a full disk, a used-up quota or the file size limit; any other
+   * failure only means no reserve */
+  if (e == 0 || (e != EFBIG
+          && grok_imagine_io_error_from_errno (e) != G_IO_ERROR_NO_SPACE))
     return TRUE;
   g_set_error (error, G_IO_ERROR, grok_imagine_io_error_from_errno (e),
       "no room for the result (%" G_GUINT64_FORMAT " bytes) in '%s': %s",
